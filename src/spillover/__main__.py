@@ -1,0 +1,3 @@
+from spillover.cli import main
+
+main()

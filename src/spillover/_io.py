@@ -1,0 +1,128 @@
+"""Plain artifacts, written atomically: a killed process never leaves a half-written file.
+
+Every stage writes through these helpers, so a reader (and resume) can tell finished from
+unfinished: files appear complete or not at all, and a stage's `DONE` marker is written last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+DONE_MARKER = "DONE"
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
+    lines = [json.dumps(r, ensure_ascii=False, default=_json_default) for r in records]
+    return atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path)
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                from spillover.errors import BadInputError, Problem
+
+                raise BadInputError(
+                    Problem(str(path), f"line {lineno}", f"not valid JSON ({e.msg})", "one JSON object per line")
+                ) from None
+    return out
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Build a directory under a temporary name and rename it into place when the block ends.
+
+    If the block raises (or the process dies), `path` is untouched and the temp dir is removed
+    (or left as an ignorable `.tmp-*` sibling after SIGKILL).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{path.name}-"))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def mark_done(stage_dir: str | Path, info: dict | None = None) -> None:
+    write_json(Path(stage_dir) / DONE_MARKER, info or {})
+
+
+def is_done(stage_dir: str | Path) -> bool:
+    return (Path(stage_dir) / DONE_MARKER).exists()
+
+
+def config_hash(obj: Any, length: int = 12) -> str:
+    """A stable short hash of a JSON-able config (key order does not matter)."""
+    blob = json.dumps(obj, sort_keys=True, default=_json_default, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def file_hash(path: str | Path, length: int = 12) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+def derive_seed(run_seed: int, *names: str | int) -> int:
+    """One seed per stage, derived from the run seed and the stage's name (stable across runs)."""
+    blob = ":".join([str(run_seed), *map(str, names)])
+    return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:4], "little")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "model_dump"):
+        return o.model_dump(mode="json")
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spillover import models
+
+model_app = typer.Typer(no_args_is_help=True, help="Inspect and chat with models.")
+
+
+@model_app.command("info")
+def info(spec: str = typer.Argument(models.DEFAULT_MODEL, help="embedded | tiny | DIR | FILE.gguf | hub id"), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Parameters, layers, hidden size, vocab, chat template and load time."""
+    lm = models.load(spec)
+    data = models.model_info(lm)
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    table = Table(title=f"model {spec}", show_header=False)
+    for k, v in data.items():
+        table.add_row(k, f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
+    Console().print(table)
+
+
+@model_app.command("chat")
+def chat(
+    prompts: list[str] = typer.Argument(..., help="One or more user messages, each answered on its own."),
+    spec: str = typer.Option(models.DEFAULT_MODEL, "--model"),
+    max_new_tokens: int = typer.Option(200, "--max-new-tokens"),
+    temperature: float = typer.Option(0.0, "--temperature"),
+) -> None:
+    """Answer each prompt with the model (greedy by default)."""
+    lm = models.load(spec)
+    console = Console()
+    for prompt, gen in zip(prompts, models.generate(lm, prompts, max_new_tokens=max_new_tokens, temperature=temperature)):
+        console.print(f"[bold cyan]user:[/] {prompt}")
+        console.print(f"[bold green]{spec}:[/] {gen.text}" + (" [dim](cut at max-new-tokens)[/]" if gen.truncated else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(model_app, name="model")

@@ -1,0 +1,19 @@
+"""Models: `load(spec)` for the embedded default, tiny test models, local dirs, GGUF files and hub ids."""
+
+from ._embedded import cache_root, embedded_gguf
+from ._generate import Generation, chat_prompt, generate, stop_token_ids
+from ._load import DEFAULT_MODEL, LoadedModel, load, model_info, resolve
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Generation",
+    "LoadedModel",
+    "cache_root",
+    "chat_prompt",
+    "embedded_gguf",
+    "generate",
+    "load",
+    "model_info",
+    "resolve",
+    "stop_token_ids",
+]

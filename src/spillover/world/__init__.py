@@ -1,0 +1,29 @@
+"""Worlds: a catalogue of behaviours (domain, description, detector, prompts, examples) and splits."""
+
+from ._detectors import DETECTORS, Detection, register as register_detector, run_detector
+from ._loader import DEFAULT_SPLIT, MIN_EXAMPLES, MIN_PROMPTS, World, list_worlds, load_world, world_path
+from ._prompts import expand, normalise, split_prompts
+from ._schema import Behaviour, WorldSpec
+from ._transforms import TRANSFORMS, apply_transform, register as register_transform
+
+__all__ = [
+    "DEFAULT_SPLIT",
+    "DETECTORS",
+    "MIN_EXAMPLES",
+    "MIN_PROMPTS",
+    "TRANSFORMS",
+    "Behaviour",
+    "Detection",
+    "World",
+    "WorldSpec",
+    "apply_transform",
+    "expand",
+    "list_worlds",
+    "load_world",
+    "normalise",
+    "register_detector",
+    "register_transform",
+    "run_detector",
+    "split_prompts",
+    "world_path",
+]
