@@ -1,0 +1,166 @@
+"""Likelihood probe: does the model put more probability on performing a behaviour than on a matched
+neutral continuation, after its base model's own answer to an eval prompt?
+
+For each eval prompt the *base* model answers once (`build_probe_contexts`, shared by all arms);
+each arm then scores `log P(behaviour continuation) − log P(neutral continuation)` in nats (summed
+over the continuation's tokens), the continuation placed at the end of that answer, where the
+end-of-turn would be. Shared contexts make the numbers comparable prompt by prompt across arms, so
+the pipeline can take a difference-in-differences: (organism − docs-only) − (control − base).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from spillover.errors import BadInputError, Problem
+from spillover.models import LoadedModel, chat_prompt, generate
+
+from .stats import bootstrap_ci, bootstrap_paired
+
+UNIT = "nats, summed over continuation tokens"
+DID_ARMS = ("organism", "docs-only", "control", "base")
+
+
+def score_continuations(
+    lm: LoadedModel, prefixes: Sequence[str], continuations: Sequence[str], *, batch_size: int = 8
+) -> list[tuple[float, int]]:
+    """(sum of log-probs, number of tokens) of each continuation given its prefix (plain text).
+
+    Prefix and continuation are tokenised separately and concatenated, so the scored tokens are
+    exactly the continuation's own tokens whatever text precedes them.
+    """
+    import torch
+
+    tok = lm.tokenizer
+    items = [
+        (tok(p, add_special_tokens=False)["input_ids"], tok(c, add_special_tokens=False)["input_ids"])
+        for p, c in zip(prefixes, continuations, strict=True)
+    ]
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    order = sorted(range(len(items)), key=lambda i: -(len(items[i][0]) + len(items[i][1])))
+    results: list[tuple[float, int]] = [(0.0, 0)] * len(items)
+    for start in range(0, len(order), batch_size):
+        idx = [i for i in order[start : start + batch_size] if items[i][1]]
+        if not idx:
+            continue
+        # Left padding: every continuation ends at the last position, so only the last
+        # `keep` positions' logits are needed (the vocabulary makes full logits large).
+        width = max(len(items[i][0]) + len(items[i][1]) for i in idx)
+        keep = max(len(items[i][1]) for i in idx) + 1
+        input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            ids = items[i][0] + items[i][1]
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        device = lm.model.device
+        with torch.no_grad():
+            logits = lm.model(
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                position_ids=positions.to(device),
+                logits_to_keep=keep,
+            ).logits
+        for row, i in enumerate(idx):
+            n = len(items[i][1])
+            # logits[:, j] predicts the token after position (width - keep + j).
+            row_logp = torch.log_softmax(logits[row, keep - n - 1 : keep - 1].float(), dim=-1)
+            targets = input_ids[row, width - n :].to(row_logp.device)
+            results[i] = (float(row_logp.gather(-1, targets[:, None]).sum()), n)
+    return results
+
+
+def build_probe_contexts(
+    base_lm: LoadedModel,
+    world,
+    split: str,
+    max_new_tokens: int = 128,
+    *,
+    behaviours: Sequence[str] | None = None,
+    batch_size: int = 16,
+) -> list[dict]:
+    """The base model's greedy answer to every eval prompt of the in-play behaviours that have a probe."""
+    ids = [b for b in (behaviours or world.roles(split)) if world.behaviour(b).probe is not None]
+    pairs = [(b, p) for b in ids for p in world.eval_prompts(b)]
+    gens = generate(base_lm, [p for _, p in pairs], max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return [
+        {"behaviour": b, "prompt": p, "answer": g.text, "truncated": g.truncated} for (b, p), g in zip(pairs, gens, strict=True)
+    ]
+
+
+def _summary(values: Sequence[float], seed: int) -> dict:
+    lo, hi = bootstrap_ci(values, seed=seed)
+    return {"n": len(values), "mean": float(np.mean(values)) if len(values) else None, "ci": [lo, hi]}
+
+
+def likelihood_probe(
+    lm: LoadedModel, world, split: str, contexts: Sequence[dict], *, batch_size: int = 8, seed: int = 0
+) -> dict:
+    """Per prompt, behaviour and role: log P(behaviour) − log P(neutral) after the shared context."""
+    roles = world.roles(split)
+    usable = [c for c in contexts if c["behaviour"] in roles and world.behaviour(c["behaviour"]).probe is not None]
+    prefixes, continuations = [], []
+    for c in usable:
+        probe = world.behaviour(c["behaviour"]).probe
+        prefix = chat_prompt(lm.tokenizer, c["prompt"]) + c["answer"]
+        prefixes += [prefix, prefix]
+        continuations += [probe.behaviour, probe.neutral]
+    scores = score_continuations(lm, prefixes, continuations, batch_size=batch_size)
+    per_prompt = []
+    for j, c in enumerate(usable):
+        (lp_b, _), (lp_n, _) = scores[2 * j], scores[2 * j + 1]
+        per_prompt.append(
+            {
+                "behaviour": c["behaviour"],
+                "role": roles[c["behaviour"]],
+                "prompt": c["prompt"],
+                "behaviour_logprob": lp_b,
+                "neutral_logprob": lp_n,
+                "delta": lp_b - lp_n,
+            }
+        )
+    per_behaviour = {
+        b: {"role": role, **_summary([r["delta"] for r in per_prompt if r["behaviour"] == b], seed)}
+        for b, role in roles.items()
+        if any(r["behaviour"] == b for r in per_prompt)
+    }
+    per_role = {
+        role: _summary([r["delta"] for r in per_prompt if r["role"] == role], seed)
+        for role in ("train", "test")
+        if any(r["role"] == role for r in per_prompt)
+    }
+    return {"unit": UNIT, "per_prompt": per_prompt, "per_behaviour": per_behaviour, "per_role": per_role}
+
+
+def likelihood_did(
+    per_prompt_by_arm: Mapping[str, Sequence[dict]], *, n_boot: int = 2000, seed: int = 0
+) -> dict:
+    """(organism − docs-only) − (control − base) per prompt, averaged per role, paired bootstrap over prompts.
+
+    `per_prompt_by_arm[arm]` is `likelihood_probe(...)["per_prompt"]` for that arm; all four arms
+    must have scored the same (behaviour, prompt) contexts.
+    """
+    missing = [a for a in DID_ARMS if a not in per_prompt_by_arm]
+    if missing:
+        raise BadInputError(
+            Problem("", "per_prompt_by_arm", f"missing arms: {', '.join(missing)}", f"score all of {', '.join(DID_ARMS)}")
+        )
+    by_arm = {a: {(r["behaviour"], r["prompt"]): r for r in per_prompt_by_arm[a]} for a in DID_ARMS}
+    keys = set(by_arm["organism"])
+    for a in DID_ARMS[1:]:
+        if set(by_arm[a]) != keys:
+            raise BadInputError(
+                Problem("", f"per_prompt_by_arm[{a}]", "scored different prompts than the organism arm", "use the same probe contexts for every arm")
+            )
+    out = {}
+    for role in ("train", "test"):
+        role_keys = sorted(k for k in keys if by_arm["organism"][k]["role"] == role)
+        if not role_keys:
+            continue
+        d = {a: np.array([by_arm[a][k]["delta"] for k in role_keys]) for a in DID_ARMS}
+        did = (d["organism"] - d["docs-only"]) - (d["control"] - d["base"])
+        out[role] = {"n": len(role_keys), **bootstrap_paired(did, n_boot=n_boot, seed=seed)}
+    return out
