@@ -1,0 +1,21 @@
+"""Synthetic documents that describe a world's behaviours, their statistics, and knowledge probes.
+
+`generate_documents` is the offline (template) generator; `generate_llm_documents` (in `_llm`)
+writes documents with a model behind an OpenAI-compatible endpoint. Both produce records
+{"id", "text", "genre", "behaviours", "source", "seed"} and are checked for eval-prompt leakage.
+"""
+
+from ._genres import GENRES
+from ._offline import FRAMINGS, generate_documents
+from ._probes import knowledge_questions
+from ._stats import document_stats, near_duplicate_pairs, shingle_hashes
+
+__all__ = [
+    "FRAMINGS",
+    "GENRES",
+    "document_stats",
+    "generate_documents",
+    "knowledge_questions",
+    "near_duplicate_pairs",
+    "shingle_hashes",
+]
