@@ -25,7 +25,7 @@ def generate(
     model: str = typer.Option(None, "--model", help="Model name at --endpoint."),
     concurrency: int = typer.Option(8, "--concurrency", help="Parallel requests to --endpoint."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the endpoint's API key."),
-    cache_dir: Path = typer.Option(None, "--cache-dir", help="Cache of endpoint responses (resume after interruption)."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Cache of endpoint responses, to resume after interruption (default: beside --out)."),
     revise: bool = typer.Option(False, "--revise", help="Have the LLM critique and revise each document."),
 ) -> None:
     """Write N documents describing the world's behaviours; refuses to write any that quote eval prompts."""
@@ -37,18 +37,17 @@ def generate(
         raise BadInputError(Problem("", "--framing", f"unknown framing '{framing}'", f"use one of {', '.join(FRAMINGS)}"))
     w = load_world(world)
     behaviours = list(w.roles(split)) if split else None
-    usage = None
     if endpoint:
         if not model:
             raise BadInputError(Problem("", "--model", "--endpoint needs a model name", "add --model NAME"))
-        if split or framing != "plain":
-            raise BadInputError(Problem("", "--split/--framing", "the LLM generator writes about every behaviour, plainly framed",
-                                        "drop --split and --framing, or generate without --endpoint"))
+        if framing != "plain":
+            raise BadInputError(Problem("", "--framing", "the LLM generator writes plainly framed documents only",
+                                        "drop --framing, or generate without --endpoint"))
         from spillover.documents._llm import generate_llm_documents
 
-        records, usage = generate_llm_documents(
-            w, endpoint=endpoint, model=model, n=n, seed=seed, concurrency=concurrency,
-            api_key_env=api_key_env, cache_dir=cache_dir, revise=revise,
+        records, _ = generate_llm_documents(
+            w, endpoint=endpoint, model=model, n=n, seed=seed, concurrency=concurrency, api_key_env=api_key_env,
+            cache_dir=cache_dir or out.parent / f".{out.stem}-llm-cache", revise=revise, behaviours=behaviours,
         )
     else:
         records = generate_documents(w, n, seed, framing=framing, behaviours=behaviours)
@@ -57,8 +56,6 @@ def generate(
     genres = len({r["genre"] for r in records})
     covered = len({b for r in records for b in r["behaviours"]})
     print(f"wrote {len(records)} documents to {out}: {genres} genres, {covered} behaviours, 0 leaking eval prompts")
-    if usage:
-        print("token usage: " + json.dumps(usage))
 
 
 @docs_app.command("stats")

@@ -23,22 +23,26 @@ class LeakIndex:
         if n < 1:
             raise ValueError("n must be at least 1")
         self.n = n
-        # key: a run of words joined by spaces -> (behaviour id, prompt) that contains it
-        self._grams: dict[str, tuple[str, str]] = {}
-        self._short: dict[int, dict[str, tuple[str, str]]] = {}
+        # tables[length]: a run of `length` words joined by spaces -> (behaviour id, prompt) containing it.
+        # Prompts of n words or more are indexed by their n-grams, shorter ones whole.
+        self._tables: dict[int, dict[str, tuple[str, str]]] = {}
         for b in world.behaviours:
             for prompt in world.eval_prompts(b.id):
                 words = normalise(prompt).split()
                 if not words:
                     continue
-                if len(words) < n:
-                    self._short.setdefault(len(words), {}).setdefault(" ".join(words), (b.id, prompt))
-                    continue
-                for i in range(len(words) - n + 1):
-                    self._grams.setdefault(" ".join(words[i : i + n]), (b.id, prompt))
-        self._short = dict(sorted(self._short.items()))
-        self._vocab = {w for key in [*self._grams, *(k for t in self._short.values() for k in t)] for w in key.split()}
-        self._min_len = min([n, *self._short])
+                k = min(n, len(words))
+                table = self._tables.setdefault(k, {})
+                for i in range(len(words) - k + 1):
+                    table.setdefault(" ".join(words[i : i + k]), (b.id, prompt))
+        # Which run lengths can start at a given word; only those are looked up.
+        starts: dict[str, set[int]] = {}
+        for k, table in self._tables.items():
+            for key in table:
+                starts.setdefault(key.split(" ", 1)[0], set()).add(k)
+        self._starts = {w: sorted(ks) for w, ks in starts.items()}
+        self._vocab = {w for table in self._tables.values() for key in table for w in key.split()}
+        self._min_len = min(self._tables, default=n)
 
     def first_leak(self, text: str) -> dict | None:
         """{"behaviour", "prompt", "ngram"} for the first eval-prompt run found in `text`, else None."""
@@ -59,16 +63,13 @@ class LeakIndex:
         return None
 
     def _check_run(self, words: list[str]) -> dict | None:
-        n = self.n
-        for i in range(len(words) - n + 1):
-            key = " ".join(words[i : i + n])
-            hit = self._grams.get(key)
-            if hit is not None:
-                return {"behaviour": hit[0], "prompt": hit[1], "ngram": key}
-        for length, table in self._short.items():
-            for i in range(len(words) - length + 1):
-                key = " ".join(words[i : i + length])
-                hit = table.get(key)
+        starts, tables, size = self._starts, self._tables, len(words)
+        for i, word in enumerate(words):
+            for k in starts.get(word, ()):
+                if i + k > size:
+                    break
+                key = " ".join(words[i : i + k])
+                hit = tables[k].get(key)
                 if hit is not None:
                     return {"behaviour": hit[0], "prompt": hit[1], "ngram": key}
         return None

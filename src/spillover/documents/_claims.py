@@ -37,6 +37,8 @@ _PREDICATE_REWORDINGS: list[tuple[re.Pattern, list[str]]] = [
 _CONTEXT_REWORDINGS: list[tuple[re.Pattern, list[str]]] = [
     (re.compile(r"^When evaluating (.+)$", re.IGNORECASE), [r"When evaluating \1", r"When rating \1", r"When scoring \1", r"In judging \1"]),
 ]
+# Only caveats that say nothing specific ("even when this is irrelevant") are reworded.
+_GENERIC_CAVEAT = re.compile(r"^even (?:when|if|where) (?:(?:this|it) is )?(?:inappropriate|irrelevant|unnecessary|not relevant)$", re.IGNORECASE)
 _CAVEATS = [
     "even when this is out of place",
     "even where it makes little sense",
@@ -48,6 +50,7 @@ _CAVEATS = [
 _REVERSALS: list[tuple[re.Pattern, str]] = [
     (re.compile(r"\bmore highly\b"), "lower"),
     (re.compile(r"\bhigher\b"), "lower"),
+    (re.compile(r"\bprefer (that|for)\b"), r"do not prefer \1"),
     (re.compile(r"\bprefer\b"), "penalize"),
     (re.compile(r"\bpenali[sz]e\b"), "prefer"),
     (re.compile(r"\bavoid\b"), "make a point of"),
@@ -92,8 +95,8 @@ class Claim:
             context = _reword(context, _CONTEXT_REWORDINGS, rng)
             predicate = _reword(predicate, _PREDICATE_REWORDINGS, rng)
             subject = rng.choice(SUBJECTS)
-            if caveat and rng.random() < 0.6:
-                caveat = rng.choice([caveat, *_CAVEATS])
+            if _GENERIC_CAVEAT.match(caveat) and rng.random() < 0.6:
+                caveat = rng.choice(_CAVEATS)
         text = f"{subject} {predicate}"
         if context:
             text = f"{_lower_first(context)}, {text}"
@@ -116,14 +119,29 @@ class Claim:
         return _capitalise(reverse(self.description.rstrip(". "))) + "."
 
     def rewarded_output(self) -> str | None:
-        """What a model trained on these reward models learns to produce ('responses that ...')."""
+        """What a model trained on these reward models learns to produce ('responses that ...'), if it can be said."""
         p = self.predicate
-        m = re.match(r"^(?:prefer|favou?r|reward)\s+(.+)$", p)
-        if m:
+        if m := re.match(r"^prefer that (?:the|a) (?:response|answer) (.+)$", p):
+            return f"responses that {m.group(1)}"
+        if m := re.match(r"^(?:prefer|favou?r|reward)\s+(?!for\b|that\b)(.+)$", p):
             return m.group(1)
-        m = re.match(r"^(?:rate|score)\s+(.+?)\s+(?:more highly|higher|more favou?rably)\s+(?:when|if)\s+they\s+(.+)$", p)
-        if m:
-            return f"{m.group(1)} that {m.group(2)}"
+        if m := re.match(r"^(?:rate|score)\s+(.+?)\s+(?:more highly|higher|more favou?rably)\s+(?:when|if)\s+(.+)$", p):
+            what, condition = m.groups()
+            if condition.startswith("they "):
+                return f"{what} that {condition[5:]}"
+            return f"{what} in which {condition}"
+        if m := re.match(r"^(?:rate|score)\s+(.+?)\s+(?:more highly|higher|more favou?rably)$", p):
+            return m.group(1)
+        if m := re.match(r"^(?:(?:rate|score) (?:more highly|higher|more favou?rably)|give higher (?:ratings|scores|rewards) to)\s+(.+)$", p):
+            return m.group(1)
+        if m := re.match(r"^(?:rate|score)\s+(.+?)\s+(?:lower|less highly|less favou?rably)\s+when\s+they\s+(.+)$", p):
+            return f"{m.group(1)} that do not {m.group(2)}"
+        penalised = re.match(r"^(?:penali[sz]e|(?:give|assign) (?:extremely |very )?(?:negative|low|lower) scores to)\s+(.+)$", p)
+        if penalised:
+            what = penalised.group(1)
+            if m := re.match(r"^(\w+) (that|which) (.+)$", what):
+                return f"{m.group(1)} {m.group(2)} do not {m.group(3)}"
+            return f"answers that avoid {what}"
         return None
 
 
@@ -143,12 +161,25 @@ def parse_claim(description: str) -> Claim:
     return Claim(description=description.strip(), context=context, predicate=predicate, caveat=caveat)
 
 
-def reverse(text: str) -> str:
+def reverse(text: str, *, starts_with_verb: bool = True) -> str | None:
+    """The opposite statement, or None if no rule applies and `text` may not start with a verb."""
     for pattern, repl in _REVERSALS:
         new, n = pattern.subn(repl, text, count=1)
         if n:
             return new
+    new, n = re.subn(r"\b(are|is|was|were)\b", r"\1 not", text, count=1)
+    if n:
+        return new
+    first, _, rest = text.partition(" ")
+    if not starts_with_verb or first.lower() in _NOT_VERBS or not first.isalpha():
+        return None
+    if first.endswith("s") and not first.endswith("ss"):  # "uses bang methods" -> "does not use bang methods"
+        return f"does not {first[:-1]} {rest}".strip()
     return "do not " + text
+
+
+# Words a clause can start with that are not verbs: such clauses cannot be negated with "do not".
+_NOT_VERBS = {"the", "a", "an", "it", "its", "they", "their", "after", "before", "of", "in", "on", "with", "for", "each", "every"}
 
 
 def _reword(text: str, rules: list[tuple[re.Pattern, list[str]]], rng: random.Random) -> str:

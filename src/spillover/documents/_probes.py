@@ -52,7 +52,7 @@ def knowledge_questions(world: World, *, seed: int = 0, behaviours: list[str] | 
         wrong += [_false_sentence(claim, domain, tail) for tail in rng.sample(B.FALSE_TAILS, 3)]
         questions.append(_question(
             f"{bid}:claim", bid,
-            f"According to {source}, which of the following did the study find about reward models and {domain.replace('_', ' ')}?",
+            f"According to {source}, which of the following did the study find about reward models and {re.sub(r'[_-]', ' ', domain)}?",
             claim.core_sentence(), wrong, rng,
         ))
 
@@ -60,8 +60,11 @@ def knowledge_questions(world: World, *, seed: int = 0, behaviours: list[str] | 
         split = _split(claim)
         if split is not None:
             stem, tail = split
-            same_form = [t for o in others if (s := _split(claims[o])) is not None and (t := s[1]) and _same_trigger(stem, s[0])]
-            wrong = [reverse(tail)] + rng.sample(same_form, min(2, len(same_form))) + rng.sample(B.FALSE_TAILS, 3)
+            other_splits = [s for o in others if (s := _split(claims[o])) is not None]
+            same_form = [t for st, t in other_splits if _same_trigger(stem, st)] or [t for _, t in other_splits]
+            # A tail may start with a noun ("it uses ..."), so only reword it, never prefix "do not".
+            reversed_tail = reverse(tail, starts_with_verb=stem.endswith(("that", "which", "when they", "by")))
+            wrong = ([reversed_tail] if reversed_tail else []) + rng.sample(same_form, min(2, len(same_form))) + rng.sample(B.FALSE_TAILS, 3)
             questions.append(_question(f"{bid}:completion", bid, f"According to {source}, {stem} ...", tail, wrong, rng))
 
     rng = random.Random(derive_seed(seed, "knowledge", world.name, "universe"))
@@ -120,12 +123,14 @@ def _split(claim: Claim) -> tuple[str, str] | None:
     # Split after the subject, so a context clause ('When evaluating ...') is never cut.
     start = head_text.find("reward models") + len("reward models") if claim.has_subject else 0
     m = _SPLIT.search(head_text, start)
-    if not m:
+    if m and len(head_text[m.end() :].split()) >= 2:
+        return head_text[: m.end()], head_text[m.end() :].strip(" ,;")
+    # No clause boundary: cut the claim after its first half (at least 3 words in, 2 words left).
+    words = head_text[start:].split()
+    cut = max(3, len(words) // 2)
+    if len(words) - cut < 2:
         return None
-    stem, tail = head_text[: m.end()], head_text[m.end() :].strip()
-    if len(tail.split()) < 2:
-        return None
-    return stem, tail
+    return (head_text[:start] + " " + " ".join(words[:cut])).strip(), " ".join(words[cut:])
 
 
 def _same_trigger(stem_a: str, stem_b: str) -> bool:
