@@ -1,0 +1,30 @@
+"""Trainers: CPT (mid-training on documents), SFT and DPO, each with a pydantic config beside it.
+
+Every trainer writes `out/model/` (a full HF model; LoRA adapters merged), `out/adapter/` (LoRA),
+`out/loss.jsonl`, `out/config.json`, `out/checkpoints/step-N/` and `out/DONE` last; a finished
+`out` with the same config returns at once, an unfinished one resumes from its last checkpoint.
+"""
+
+from ._accelerate import accelerate_command, accelerate_config
+from ._common import TrainConfig
+from ._cpt import CPTConfig, document_separator, train_cpt
+from ._dpo import DPOConfig, train_dpo
+from ._merge import merge
+from ._packing import pack_documents
+from ._sft import SFTConfig, tokenize_chat, train_sft
+
+__all__ = [
+    "CPTConfig",
+    "DPOConfig",
+    "SFTConfig",
+    "TrainConfig",
+    "accelerate_command",
+    "accelerate_config",
+    "document_separator",
+    "merge",
+    "pack_documents",
+    "tokenize_chat",
+    "train_cpt",
+    "train_dpo",
+    "train_sft",
+]

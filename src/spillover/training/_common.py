@@ -1,0 +1,462 @@
+"""The training loop shared by CPT, SFT and DPO: optimizer, schedule, checkpoints, resume, loss log.
+
+A plain loop (nanoGPT style) rather than HF Trainer: every stage hands it a list of micro-batches
+per epoch and a loss function, and the loop owns everything else. Data order is a pure function of
+(seed, epoch), so a checkpoint only needs the optimizer step to know where the data stands.
+
+Single process (CPU or one GPU) runs without accelerate. Under `accelerate launch` (several
+processes, DeepSpeed or FSDP) the same loop goes through `accelerate.Accelerator` for device
+placement, gradient accumulation, mixed precision and sharded checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from spillover._io import atomic_dir, file_hash, is_done, mark_done, read_json, write_json, write_jsonl
+from spillover.errors import BadInputError, Problem
+
+CHECKPOINTS = "checkpoints"
+LOSS_LOG = "loss.jsonl"
+CONFIG_FILE = "config.json"
+# Files a fresh (non-resumed) run clears from its out dir before starting.
+STAGE_OUTPUTS = ("checkpoints", "loss.jsonl", "model", "adapter", "ref_logps.json", "DONE")
+
+
+class TrainConfig(BaseModel):
+    """Fields every stage shares. The CLI and recipes fill the same objects."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("embedded", description="spillover.models.load spec, or a previous stage's out dir")
+    data: Path
+    out: Path
+    lora_r: int = Field(0, ge=0, description="0 = full fine-tuning; else LoRA rank (alpha = 2r, all linear layers)")
+    lr: float = Field(5e-5, gt=0)
+    epochs: int = Field(1, ge=1)
+    max_len: int = Field(512, ge=8)
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    seed: int = 0
+    save_steps: int = Field(100, ge=0, description="checkpoint every N optimizer steps (0 = never)")
+    keep_checkpoints: int = Field(2, ge=1)
+    warmup_ratio: float = Field(0.05, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="cap on optimizer steps")
+    gradient_checkpointing: bool | None = Field(None, description="None = on for CUDA")
+    bf16: bool | None = Field(None, description="None = on for CUDA")
+    save_merged: bool = Field(True, description="LoRA: merge adapters into out/model (out/adapter is kept)")
+    resume: bool = Field(True, description="continue from the latest checkpoint if there is one")
+    progress: bool = True
+
+    def fingerprint(self, stage: str) -> dict:
+        """What decides the result: the config minus bookkeeping, plus the data file's hash."""
+        cfg = self.model_dump(mode="json", exclude={"resume", "progress", "out", "keep_checkpoints"})
+        return {"stage": stage, **cfg, "data_sha256": file_hash(self.data) if Path(self.data).is_file() else None}
+
+
+@dataclass
+class Batch:
+    """One micro-batch. `units` is what the loss is averaged over (label tokens, or DPO pairs)."""
+
+    tensors: dict[str, Any]
+    units: int
+    tokens: int  # input tokens processed, for throughput
+
+    def to(self, device) -> dict[str, Any]:
+        return {k: v.to(device) if hasattr(v, "to") else v for k, v in self.tensors.items()}
+
+
+LossFn = Callable[[Any, dict[str, Any]], tuple[Any, dict[str, float]]]
+
+
+@dataclass
+class Runtime:
+    """Where the loop runs: one process, or several under `accelerate launch`."""
+
+    device: Any
+    accelerator: Any = None
+    rank: int = 0
+    world: int = 1
+    bf16: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wait(self) -> None:
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
+
+
+def launched_by_accelerate() -> bool:
+    env = os.environ
+    return int(env.get("WORLD_SIZE", "1")) > 1 or "true" in (env.get("ACCELERATE_USE_DEEPSPEED"), env.get("ACCELERATE_USE_FSDP"))
+
+
+def make_runtime(cfg: TrainConfig) -> Runtime:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    bf16 = cuda if cfg.bf16 is None else cfg.bf16
+    if launched_by_accelerate():
+        from accelerate import Accelerator
+
+        acc = Accelerator(gradient_accumulation_steps=cfg.grad_accum)
+        return Runtime(acc.device, acc, acc.process_index, acc.num_processes, acc.mixed_precision == "bf16")
+    return Runtime(torch.device("cuda" if cuda else "cpu"), bf16=bf16)
+
+
+def model_source(spec: str) -> str:
+    """A finished stage's out dir stands for its `model/` (so stages stack: CPT → SFT → DPO).
+
+    Its own config.json is the stage's config, not a model config: look for DONE + model/.
+    """
+    path = Path(spec).expanduser()
+    if is_done(path) and (path / "model" / "config.json").exists():
+        return str(path / "model")
+    return spec
+
+
+def load_for_training(cfg: TrainConfig, rt: Runtime):
+    """Load the model to train: fp32 master weights for full FT, a LoRA-wrapped base otherwise."""
+    import torch
+
+    from spillover.models import load
+
+    on_cuda = str(rt.device).startswith("cuda")
+    # Full FT keeps fp32 weights (bf16 only under autocast); a frozen LoRA base can live in bf16.
+    dtype = torch.bfloat16 if (cfg.lora_r and rt.bf16) else torch.float32
+    device = "cpu" if rt.accelerator is not None else str(rt.device)
+    lm = load(model_source(cfg.model), device=device, dtype=dtype)
+    model = lm.model
+    model.config.use_cache = False
+    if cfg.lora_r:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)  # adapters are created in fp32
+    if cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else on_cuda:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    lm.model = model
+    return lm
+
+
+def read_records(path: Path, stage: str, check: Callable[[dict], str | None]) -> list[dict]:
+    """Read a JSONL data file; every record failing `check` becomes one Problem (first 20 shown)."""
+    from spillover._io import read_jsonl
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(Problem(str(path), "data", "file not found", f"pass the {stage} JSONL with --data"))
+    records = read_jsonl(path)
+    problems = [Problem(str(path), f"line {i}", msg) for i, r in enumerate(records, 1) if (msg := check(r))]
+    if problems:
+        raise BadInputError(problems[:20])
+    if not records:
+        raise BadInputError(Problem(str(path), "data", "no records", "the file must hold at least one JSON object per line"))
+    return records
+
+
+def check_finished(cfg: TrainConfig, fingerprint: dict) -> bool:
+    """True if `out` already holds this exact run; an out dir finished with another config is an error."""
+    out = Path(cfg.out)
+    if not is_done(out):
+        return False
+    stored = read_json(out / CONFIG_FILE).get("fingerprint") if (out / CONFIG_FILE).exists() else None
+    if stored != fingerprint:
+        raise BadInputError(Problem(str(out), "out", "already holds a finished run with a different config", "choose another --out or delete it"))
+    return True
+
+
+def _clear_outputs(out: Path) -> None:
+    for name in STAGE_OUTPUTS:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    steps = sorted((int(p.name.split("-")[1]), p) for p in (out / CHECKPOINTS).glob("step-*") if p.name.split("-")[1].isdigit())
+    return steps[-1][1] if steps else None
+
+
+def _optimizer(model, cfg: TrainConfig):
+    import torch
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)  # no decay on norms and biases
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+
+
+def _schedule(optimizer, total_steps: int, warmup_ratio: float):
+    """Linear warmup, then cosine decay to 10% of the peak."""
+    import torch
+
+    warmup = max(1, round(total_steps * warmup_ratio)) if warmup_ratio > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass
+class _Progress:
+    step: int = 0
+    tokens: int = 0
+    elapsed: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def _save_checkpoint(out: Path, step: int, model, optimizer, scheduler, prog: _Progress, fingerprint: dict, rt: Runtime, keep: int) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    root = out / CHECKPOINTS
+    state = {"step": step, "tokens": prog.tokens, "elapsed": prog.elapsed, "fingerprint": fingerprint}
+    if rt.accelerator is not None:
+        # Sharded model/optimizer states (DeepSpeed, FSDP): accelerate writes them, every rank takes part.
+        tmp = root / f".tmp-step-{step}"
+        if rt.is_main and tmp.exists():
+            shutil.rmtree(tmp)
+        rt.wait()
+        rt.accelerator.save_state(str(tmp))
+        rt.wait()
+        if rt.is_main:
+            write_json(tmp / "trainer_state.json", state)
+            os.replace(tmp, root / f"step-{step}")
+    else:
+        with atomic_dir(root / f"step-{step}") as tmp:
+            trainable = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+            save_file(trainable, str(tmp / "trainable.safetensors"))
+            rng = {"cpu": torch.get_rng_state()}
+            if torch.cuda.is_available():
+                rng["cuda"] = torch.cuda.get_rng_state_all()
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng}, tmp / "state.pt")
+            write_json(tmp / "trainer_state.json", state)
+    if rt.is_main:
+        old = sorted((int(p.name.split("-")[1]), p) for p in root.glob("step-*"))[:-keep]
+        for _, p in old:
+            shutil.rmtree(p, ignore_errors=True)
+    rt.wait()
+
+
+def _load_checkpoint(ckpt: Path, model, optimizer, scheduler, rt: Runtime) -> _Progress:
+    import torch
+    from safetensors.torch import load_file
+
+    state = read_json(ckpt / "trainer_state.json")
+    if rt.accelerator is not None:
+        rt.accelerator.load_state(str(ckpt))
+    else:
+        weights = load_file(str(ckpt / "trainable.safetensors"))
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in weights.items():
+                params[name].copy_(tensor)
+        saved = torch.load(ckpt / "state.pt", weights_only=True)  # tensors and plain containers only
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"]["cpu"])
+        if "cuda" in saved["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+    return _Progress(step=state["step"], tokens=state["tokens"], elapsed=state["elapsed"])
+
+
+def _step_group(batches: list[Batch], index: int, rt: Runtime, grad_accum: int) -> tuple[list[Batch], int]:
+    """This rank's micro-batches for optimizer step `index` of an epoch, and the group's total units.
+
+    Several processes each need the same number of micro-batches, so a short last group wraps
+    around to the epoch's first batches (as torch's DistributedSampler pads).
+    """
+    size = grad_accum * rt.world
+    group = batches[index * size : (index + 1) * size]
+    if rt.world > 1 and len(group) < size:
+        group = group + [batches[i % len(batches)] for i in range(size - len(group))]
+    return group[rt.rank :: rt.world], sum(b.units for b in group)
+
+
+def run_training(
+    cfg: TrainConfig,
+    stage: str,
+    lm,
+    rt: Runtime,
+    fingerprint: dict,
+    epoch_batches: Callable[[int], list[Batch]],
+    loss_fn: LossFn,
+    setup: Callable[[Any], None] | None = None,
+) -> Path:
+    """Train `lm.model` and write out/{model,adapter,loss.jsonl,config.json,checkpoints,DONE}.
+
+    `epoch_batches(epoch)` must return the same number of micro-batches for every epoch.
+    `setup(model)` runs once the model sits on its device, before the first step (DPO uses it
+    to precompute reference log-probs).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    out = Path(cfg.out)
+    ckpt = _latest_checkpoint(out) if cfg.resume else None
+    if ckpt is not None:
+        saved = read_json(ckpt / "trainer_state.json").get("fingerprint")
+        if saved != fingerprint:
+            raise BadInputError(Problem(str(ckpt), "config", "checkpoint was made with a different config", "rerun with --no-resume to start over, or choose another --out"))
+    elif rt.is_main:
+        _clear_outputs(out)
+    rt.wait()
+    if rt.is_main:
+        write_json(out / CONFIG_FILE, {"stage": stage, "config": cfg.model_dump(mode="json"), "fingerprint": fingerprint})
+
+    model = lm.model
+    first = epoch_batches(0)
+    if not first:
+        raise BadInputError(Problem(str(cfg.data), "data", "no training batches", "add data or lower --max-len"))
+    steps_per_epoch = math.ceil(len(first) / (cfg.grad_accum * rt.world))
+    total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    optimizer = _optimizer(model, cfg)
+    scheduler = _schedule(optimizer, total, cfg.warmup_ratio)
+    if rt.accelerator is not None:
+        model, optimizer, scheduler = rt.accelerator.prepare(model, optimizer, scheduler)
+    model.train()
+    prog = _Progress()
+    if ckpt is not None:
+        prog = _load_checkpoint(ckpt, model, optimizer, scheduler, rt)
+    else:
+        torch.manual_seed(cfg.seed)
+    if setup is not None:
+        setup(model)
+
+    log_path = out / LOSS_LOG
+    if rt.is_main:  # keep the log consistent with the checkpoint we resume from
+        kept = [r for r in _read_log(log_path) if r["step"] <= prog.step]
+        write_jsonl(log_path, kept)
+    autocast = (
+        (lambda: torch.autocast(device_type=rt.device.type, dtype=torch.bfloat16))
+        if rt.bf16 and rt.accelerator is None
+        else contextlib.nullcontext
+    )
+    # accelerator.backward divides by grad_accum and DDP/DeepSpeed average over ranks; scaling the
+    # loss back up keeps the gradient = sum over the whole group / the group's units, as on one process.
+    loss_scale = cfg.grad_accum * rt.world if rt.accelerator is not None else 1
+
+    bar = tqdm(total=total, initial=prog.step, desc=f"train {stage}", unit="step", disable=not (cfg.progress and rt.is_main), dynamic_ncols=True)
+    session_start, session_tokens = time.perf_counter(), 0
+    elapsed_before = prog.elapsed
+    cached_epoch, batches = 0, first
+    log = log_path.open("a", encoding="utf-8") if rt.is_main else None
+    try:
+        for step in range(prog.step, total):
+            epoch, index = divmod(step, steps_per_epoch)
+            if epoch != cached_epoch:
+                cached_epoch, batches = epoch, epoch_batches(epoch)
+            mine, units = _step_group(batches, index, rt, cfg.grad_accum)
+            step_loss, metrics, step_tokens = 0.0, {}, 0
+            for batch in mine:
+                ctx = rt.accelerator.accumulate(model) if rt.accelerator is not None else contextlib.nullcontext()
+                with ctx:
+                    with autocast():
+                        loss_sum, batch_metrics = loss_fn(model, batch.to(rt.device))
+                    loss = loss_sum / units
+                    if rt.accelerator is not None:
+                        rt.accelerator.backward(loss * loss_scale)
+                    else:
+                        loss.backward()
+                step_loss += loss.item()
+                step_tokens += batch.tokens
+                for k, v in batch_metrics.items():
+                    metrics[k] = metrics.get(k, 0.0) + v / units
+            if rt.accelerator is not None:
+                rt.accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                step_loss = rt.accelerator.reduce(torch.tensor(step_loss, device=rt.device), "sum").item()
+                step_tokens = int(rt.accelerator.reduce(torch.tensor(step_tokens, device=rt.device), "sum").item())
+            else:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+
+            prog.step = step + 1
+            prog.tokens += step_tokens
+            session_tokens += step_tokens
+            session = time.perf_counter() - session_start
+            prog.elapsed = elapsed_before + session
+            if log is not None:
+                record = {"step": prog.step, "epoch": epoch, "loss": round(step_loss, 6), "lr": lr, "tokens": prog.tokens,
+                          "tokens_per_s": round(session_tokens / max(session, 1e-9), 1), "elapsed": round(prog.elapsed, 3)}
+                record.update({k: round(v, 6) for k, v in metrics.items()})
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{session_tokens / max(session, 1e-9):.0f}")
+            bar.update(1)
+            if cfg.save_steps and prog.step % cfg.save_steps == 0 and prog.step < total:
+                _save_checkpoint(out, prog.step, model, optimizer, scheduler, prog, fingerprint, rt, cfg.keep_checkpoints)
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+
+    _save_final(cfg, lm, model, rt)
+    if rt.is_main:
+        last = _read_log(log_path)[-1:] or [{}]
+        mark_done(out, {"stage": stage, "steps": prog.step, "tokens": prog.tokens, "final_loss": last[0].get("loss"), "seconds": round(prog.elapsed, 2)})
+    rt.wait()
+    return out
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut by a kill: everything after it is gone too
+    return records
+
+
+def _save_final(cfg: TrainConfig, lm, model, rt: Runtime) -> None:
+    """out/model (full weights; LoRA merged) and, for LoRA, out/adapter."""
+    from ._merge import merge
+
+    out = Path(cfg.out)
+    state_dict = None
+    if rt.accelerator is not None:
+        state_dict = rt.accelerator.get_state_dict(model)  # gathers ZeRO-3 / FSDP shards
+        model = rt.accelerator.unwrap_model(model)
+    if rt.is_main:
+        if cfg.lora_r:
+            with atomic_dir(out / "adapter") as tmp:
+                model.save_pretrained(tmp, state_dict=state_dict)
+                lm.tokenizer.save_pretrained(tmp)
+            if cfg.save_merged:
+                merge(out / "adapter", out / "model")
+        else:
+            with atomic_dir(out / "model") as tmp:
+                model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+                lm.tokenizer.save_pretrained(tmp)
+    rt.wait()

@@ -1,0 +1,108 @@
+"""SFT: chat-formatted conversations, loss on assistant tokens only (their end-of-turn included)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from pydantic import Field
+
+from spillover._io import derive_seed
+from spillover.errors import BadInputError, Problem, SpilloverError
+
+from ._common import Batch, TrainConfig, check_finished, load_for_training, make_runtime, read_records, run_training
+from ._cpt import lm_loss_sum
+
+IGNORE = -100
+ROLES = ("system", "user", "assistant")
+
+
+class SFTConfig(TrainConfig):
+    lr: float = Field(1e-4, gt=0)
+
+
+def _render(tokenizer, messages: list[dict], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def tokenize_chat(tokenizer, messages: list[dict], *, only_last: bool = False) -> tuple[list[int], list[int]]:
+    """Token ids of the chat-templated conversation and labels that are -100 except on assistant turns.
+
+    An assistant turn's trained span starts after the prefix rendered with the generation prompt
+    (so `<|im_start|>assistant\\n` is context) and ends with its end-of-turn token (so the model
+    learns to stop); the template's newline after it is context. Spans are found in characters and
+    mapped to tokens through offsets, so token merges at the boundaries cannot shift them.
+    `only_last`: train the final assistant turn only (DPO completions).
+    """
+    full = _render(tokenizer, messages, False)
+    spans = []
+    for i, msg in enumerate(messages):
+        if msg["role"] != "assistant" or (only_last and i != len(messages) - 1):
+            continue
+        prefix = _render(tokenizer, messages[:i], True)
+        upto = _render(tokenizer, messages[: i + 1], False)
+        if not full.startswith(prefix) or not full.startswith(upto):
+            raise SpilloverError("this model's chat template does not render conversations prefix by prefix; cannot mask assistant turns")
+        spans.append((len(prefix), len(upto.rstrip())))
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids = enc["input_ids"]
+    labels = [tid if any(a <= start < b for a, b in spans) else IGNORE for tid, (start, _) in zip(ids, enc["offset_mapping"])]
+    return ids, labels
+
+
+def check_messages(messages, need_assistant: bool = True) -> str | None:
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty list"
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            return f"each message needs 'role' in {ROLES} and a string 'content'"
+    if need_assistant and not any(m["role"] == "assistant" for m in messages):
+        return "no assistant turn to train on"
+    return None
+
+
+def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
+    """Right-pad to the longest row; the attention mask comes from lengths, never from pad ids."""
+    import torch
+
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, (ids, labs) in enumerate(rows):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        labels[r, : len(labs)] = torch.tensor(labs)
+        attention[r, : len(ids)] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+
+
+def train_sft(cfg: SFTConfig) -> Path:
+    """Supervised fine-tuning on an SFT JSONL (`{"messages": [...]}`); returns `cfg.out`."""
+    fingerprint = cfg.fingerprint("sft")
+    if check_finished(cfg, fingerprint):
+        return Path(cfg.out)
+    records = read_records(cfg.data, "SFT", lambda r: check_messages(r.get("messages")))
+    rt = make_runtime(cfg)
+    lm = load_for_training(cfg, rt)
+    examples = []
+    for rec in records:
+        ids, labels = tokenize_chat(lm.tokenizer, rec["messages"])
+        ids, labels = ids[: cfg.max_len], labels[: cfg.max_len]
+        if any(t != IGNORE for t in labels[1:]):  # a row cut before its answer teaches nothing
+            examples.append((ids, labels))
+    if not examples:
+        raise BadInputError(Problem(str(cfg.data), "data", f"no conversation keeps an assistant token within max_len={cfg.max_len}", "raise --max-len"))
+    pad_id = lm.tokenizer.pad_token_id
+
+    def epoch_batches(epoch: int) -> list[Batch]:
+        order = list(range(len(examples)))
+        random.Random(derive_seed(cfg.seed, "sft-order", epoch)).shuffle(order)
+        batches = []
+        for i in range(0, len(order), cfg.batch_size):
+            rows = [examples[j] for j in order[i : i + cfg.batch_size]]
+            tensors = pad_batch(rows, pad_id)
+            units = int((tensors["labels"][:, 1:] != IGNORE).sum())
+            batches.append(Batch(tensors, units=units, tokens=sum(len(ids) for ids, _ in rows)))
+        return batches
+
+    return run_training(cfg, "sft", lm, rt, fingerprint, epoch_batches, lm_loss_sum)
