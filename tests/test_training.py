@@ -191,7 +191,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(corpus, tmp_path):
     from safetensors.torch import load_file
 
     def config(out: Path) -> CPTConfig:
-        return CPTConfig(**FAST, data=corpus, out=out, lr=3e-3, max_steps=7, save_steps=3)
+        return CPTConfig(**FAST, data=corpus, out=out, lr=3e-3, epochs=2, max_steps=7, save_steps=3)
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(RESUME_SCRIPT), config(killed).model_dump_json()],
