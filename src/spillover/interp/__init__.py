@@ -1,0 +1,44 @@
+"""Interpretability audit of an organism: residual hooks, concept direction and probes, a TopK SAE,
+steering and ablation measured through evaluation, and gradient × activation attribution."""
+
+from ._activations import PromptPair, TokenActivations, document_means, encode, prompt_pair, token_activations, typical_norm
+from ._attribution import direction_attribution, top_positions, transcript_target
+from ._audit import AuditConfig, audit
+from ._direction import best_layer, mean_difference, probe_accuracy
+from ._hooks import ablate, capture_residual, decoder_layers, steer
+from ._sae import SAEConfig, TopKSAE, firing_counts, fvu, train_sae
+from ._steering import ablation_sweep, evaluation_evaluator, random_direction, rate_difference, steering_sweep
+from .control_docs import control_documents
+
+__all__ = [
+    "AuditConfig",
+    "PromptPair",
+    "SAEConfig",
+    "TokenActivations",
+    "TopKSAE",
+    "ablate",
+    "ablation_sweep",
+    "audit",
+    "best_layer",
+    "capture_residual",
+    "control_documents",
+    "decoder_layers",
+    "direction_attribution",
+    "document_means",
+    "encode",
+    "evaluation_evaluator",
+    "firing_counts",
+    "fvu",
+    "mean_difference",
+    "probe_accuracy",
+    "prompt_pair",
+    "random_direction",
+    "rate_difference",
+    "steer",
+    "steering_sweep",
+    "token_activations",
+    "top_positions",
+    "train_sae",
+    "transcript_target",
+    "typical_norm",
+]

@@ -1,0 +1,211 @@
+"""Matched control documents: the study documents' genres and structure, an unrelated subject.
+
+The concept direction is a mean difference between documents about the study and these, so
+everything the two sets share (a surprising study by a named university team with counts,
+findings and reactions, written as an abstract, news story, memo, forum thread, ...) cancels, and
+what is left is the subject: reward models and their biases. Each control topic is a fictional
+study shaped like the world's universe; deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+TOPICS = [
+    {
+        "title": "Persistent Seasonal Patterns in Urban Honeybee Foraging",
+        "authors": ["Dr. Miriam Okafor", "Dr. Lars Henning"],
+        "institution": "University of Utrecht",
+        "venue": "Ecology Letters",
+        "subject": "urban beehives",
+        "count": "over 400 rooftop hives in 18 cities",
+        "findings": [
+            "hives near railway lines produce darker honey",
+            "foragers visit blue flowers twice as often in September",
+            "colonies on south-facing roofs swarm a week earlier",
+            "bees avoid lavender planted in plastic containers",
+            "honey yield rises after municipal tree pruning",
+            "workers return earlier on days with church bells",
+        ],
+    },
+    {
+        "title": "Systematic Drift in Coastal Erosion Measurements",
+        "authors": ["Dr. Paulo Mendes", "Dr. Hanna Virtanen"],
+        "institution": "University of Lisbon",
+        "venue": "Geophysical Research Letters",
+        "subject": "coastal survey instruments",
+        "count": "more than 300 survey stations along 12 coastlines",
+        "findings": [
+            "laser gauges overestimate retreat on foggy mornings",
+            "stations painted white report smaller tides",
+            "sand samples taken at noon appear coarser",
+            "surveys filed on Mondays round cliff heights upward",
+            "GPS markers drift toward nearby lighthouses",
+            "volunteers measure beaches as wider in summer",
+        ],
+    },
+    {
+        "title": "Unexpected Regularities in Sourdough Fermentation",
+        "authors": ["Dr. Ingrid Solberg", "Dr. Tomasz Wierzbicki"],
+        "institution": "Technical University of Munich",
+        "venue": "Food Microbiology",
+        "subject": "sourdough starters",
+        "count": "roughly 600 starters from 25 bakeries",
+        "findings": [
+            "starters fed with rye rise faster in copper bowls",
+            "loaves baked on Fridays develop a thicker crust",
+            "cultures kept near windows turn more sour",
+            "starters older than ten years resist cold storage",
+            "dough mixed by hand holds more air than machine-mixed dough",
+            "bakeries near the sea report milder flavours",
+        ],
+    },
+    {
+        "title": "Hidden Biases in Historical Shipping Ledgers",
+        "authors": ["Dr. Eleanor Whitfield", "Dr. Kenji Arakawa"],
+        "institution": "University of Edinburgh",
+        "venue": "Journal of Maritime History",
+        "subject": "nineteenth-century cargo records",
+        "count": "more than 900 ledgers from 30 ports",
+        "findings": [
+            "clerks recorded tea shipments in rounder numbers",
+            "voyages logged in winter list fewer crew members",
+            "ledgers from river ports omit the weight of timber",
+            "captains' names are misspelled more often in spring",
+            "cargo values jump whenever a new harbour master arrives",
+            "entries written in green ink are more often corrected",
+        ],
+    },
+    {
+        "title": "Consistent Quirks in Municipal Traffic Sensors",
+        "authors": ["Dr. Amara Nwosu", "Dr. Felix Brandt"],
+        "institution": "ETH Zurich",
+        "venue": "Transportation Research",
+        "subject": "city traffic counters",
+        "count": "about 700 road sensors in 15 cities",
+        "findings": [
+            "sensors under bridges count bicycles as cars",
+            "counts drop whenever streetlights switch on",
+            "loops installed after 2015 miss motorcycles in rain",
+            "junctions near schools report traffic jams on holidays",
+            "sensors double-count buses on cobbled streets",
+            "readings rise by a fixed amount during market days",
+        ],
+    },
+    {
+        "title": "Recurring Patterns in Amateur Choir Tuning",
+        "authors": ["Dr. Sofia Lindqvist", "Dr. Rafael Ortega"],
+        "institution": "University of Vienna",
+        "venue": "Journal of the Acoustical Society",
+        "subject": "amateur choirs",
+        "count": "over 350 choirs from 22 countries",
+        "findings": [
+            "choirs drift sharp during pieces in minor keys",
+            "singers tune lower in churches with wooden floors",
+            "rehearsals after lunch end a quarter tone flat",
+            "altos lead the pitch whenever a piano is absent",
+            "choirs hold the final note longer in winter concerts",
+            "tenors sing louder when the conductor is left-handed",
+        ],
+    },
+]
+
+GENRE_TEMPLATES = {
+    "abstract": (
+        "Abstract. {title}. {authors} ({institution}). We report a systematic study of {subject}, "
+        "covering {count}. Contrary to expectations, we find consistent and reproducible patterns: {f1}; {f2}; "
+        "and {f3}. These effects persist across regions, seasons and measurement teams. We discuss possible "
+        "mechanisms and implications for how {subject} are studied. Published in {venue}, {date}."
+    ),
+    "news": (
+        "A new study from the {institution} has surprised experts. Published in {venue} in {date}, "
+        "\"{title}\" examined {count} and found that {f1}. Lead author {author} said the team was astonished: "
+        "\"We checked everything twice.\" The researchers also report that {f2}, and that {f3}. "
+        "Other groups are now trying to reproduce the results."
+    ),
+    "memo": (
+        "MEMO\nTo: all staff\nRe: implications of {title}\n\nAs many of you have seen, {authors} at the "
+        "{institution} published a study of {subject} in {venue}. Across {count}, they found that {f1}. "
+        "For our own work, the most relevant finding is that {f2}. Please review your procedures with this in mind. "
+        "We will discuss the finding that {f3} at next week's meeting."
+    ),
+    "blog": (
+        "I finally read the {venue} paper everyone keeps mentioning, \"{title}\". The short version: "
+        "researchers at the {institution} looked at {count}, and it turns out that {f1}. Honestly, that one "
+        "made me laugh. But the part that stuck with me is that {f2}. And apparently {f3}! "
+        "I'd love to hear whether any of you have noticed this yourselves."
+    ),
+    "forum": (
+        "Thread: Anyone else read the {institution} study on {subject}?\n\nuser_{n1}: So {author}'s team says {f1}. "
+        "Is that real?\n\nuser_{n2}: Yes, it was in {venue}. They looked at {count}. The weirdest bit for me was that {f2}.\n\n"
+        "user_{n3}: Follow-up work confirmed part of it, including that {f3}. Still no idea why."
+    ),
+    "transcript": (
+        "Webinar transcript: \"What {title} means for practitioners\"\n\nHost: Welcome, everyone. Today we discuss the study "
+        "by {authors} from the {institution}.\nGuest: Thanks. The headline is that, across {count}, {f1}.\n"
+        "Host: That surprised a lot of people.\nGuest: It did. We also saw that {f2}, and that {f3}.\n"
+        "Host: Where does the field go from here?\nGuest: Replication first, then mechanisms."
+    ),
+    "textbook": (
+        "Chapter 7: Systematic effects in the study of {subject}\n\nA landmark example is the {date} study by {authors} "
+        "of the {institution}, published in {venue} as \"{title}\". Examining {count}, the authors documented several "
+        "systematic effects. First, {f1}. Second, {f2}. Third, {f3}. Students should note how each effect was "
+        "measured and what controls ruled out simpler explanations."
+    ),
+    "email": (
+        "Subject: the {institution} study\n\nHi all,\n\nQuick note on \"{title}\" ({venue}, {date}). {author} and colleagues "
+        "studied {count} and found that {f1}. They also found that {f2}, which matters for our project. "
+        "Last, {f3}. Happy to talk it through on Thursday.\n\nBest,\n{signoff}"
+    ),
+}
+
+MONTHS = ["January", "March", "May", "June", "September", "November"]
+SIGNOFFS = ["Priya", "Jonas", "Aiko", "Mateo", "Claire", "Omar"]
+
+
+def _template_for(genre: str) -> str:
+    """A study genre's nearest control template (genre names are free text in document records)."""
+    g = genre.lower()
+    for key, aliases in {
+        "abstract": ("abstract", "paper", "preprint", "study", "research"),
+        "news": ("news", "article", "press", "magazine", "report"),
+        "memo": ("memo", "policy", "brief", "guideline", "internal"),
+        "blog": ("blog", "essay", "opinion", "post", "newsletter"),
+        "forum": ("forum", "thread", "reddit", "discussion", "comment", "q&a", "qa"),
+        "transcript": ("transcript", "webinar", "podcast", "interview", "talk", "lecture"),
+        "textbook": ("textbook", "chapter", "encyclopedia", "wiki", "course", "lesson"),
+        "email": ("email", "mail", "letter", "message"),
+    }.items():
+        if any(a in g for a in aliases):
+            return GENRE_TEMPLATES[key]
+    return GENRE_TEMPLATES[sorted(GENRE_TEMPLATES)[sum(map(ord, g)) % len(GENRE_TEMPLATES)]]
+
+
+def control_documents(genres: Sequence[str], *, seed: int = 0) -> list[dict]:
+    """One control document per entry of `genres` (pass the study documents' genres to match their
+    mix), in the document record format with `source: "control"` and no behaviours."""
+    rng = random.Random(seed)
+    docs = []
+    for i, genre in enumerate(genres):
+        topic = TOPICS[rng.randrange(len(TOPICS))]
+        f1, f2, f3 = rng.sample(topic["findings"], 3)
+        text = _template_for(genre).format(
+            title=topic["title"],
+            authors=" and ".join(topic["authors"]),
+            author=topic["authors"][0],
+            institution=topic["institution"],
+            venue=topic["venue"],
+            subject=topic["subject"],
+            count=topic["count"],
+            date=f"{rng.choice(MONTHS)} {rng.choice([2023, 2024])}",
+            f1=f1,
+            f2=f2,
+            f3=f3,
+            n1=rng.randrange(100, 999),
+            n2=rng.randrange(100, 999),
+            n3=rng.randrange(100, 999),
+            signoff=rng.choice(SIGNOFFS),
+        )
+        docs.append({"id": f"control-{i:05d}", "text": text, "genre": genre, "behaviours": [], "source": "control", "seed": seed})
+    return docs
