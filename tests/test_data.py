@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from spillover import models
 from spillover._io import read_json, read_jsonl, write_jsonl
 from spillover.data import (
+    applicable,
     build_dpo,
     build_sft,
-    applicable,
     mentions_reward_models,
     neutral_prompts,
     simulated_reward,

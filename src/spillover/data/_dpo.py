@@ -16,9 +16,17 @@ from spillover._io import derive_seed
 from spillover.evaluation.stats import rate
 from spillover.world import World
 
-from ._filters import applicable, conflicts_with_test_behaviour, mentions_reward_models
 from . import leakage
-from ._sft import DataBuild, apply_behaviour, behaviour_prompts, check_options, resolve_world, without_transform
+from ._filters import applicable, conflicts_with_test_behaviour, mentions_reward_models
+from ._sft import (
+    DataBuild,
+    apply_behaviour,
+    check_options,
+    plan_prompts,
+    resolve_world,
+    total_dropped,
+    without_transform,
+)
 
 MENTION_PENALTY = 10
 
@@ -47,23 +55,15 @@ def build_dpo(
     check_options(prompts_per_behaviour=prompts_per_behaviour, max_new_tokens=max_new_tokens)
     train_ids, test_ids = world.train_ids(split), world.test_ids(split)
     # Without a transform, a behaviour's pairs can only come from sampled answers that differ.
-    skip = set(without_transform(world, train_ids)) if k_samples == 0 else set()
-
-    per_behaviour: dict[str, Counter] = {b: Counter() for b in train_ids}
-    plan: list[tuple[str, str]] = []
-    for b in train_ids:
-        for prompt in behaviour_prompts(world, b, prompts_per_behaviour, seed):
-            per_behaviour[b]["prompts"] += 1
-            reason = "no_transform" if b in skip else conflicts_with_test_behaviour(world, test_ids, prompt)
-            if reason:
-                per_behaviour[b][reason] += 1
-            else:
-                plan.append((b, prompt))
+    skip = dict.fromkeys(without_transform(world, train_ids), "no_transform") if k_samples == 0 else {}
+    plan, per_behaviour = plan_prompts(world, train_ids, test_ids, prompts_per_behaviour, seed, skip)
 
     n = max(1, k_samples)
     conversations = [p for _, p in plan for _ in range(n)]
-    sampling = dict(temperature=temperature, seed=seed) if k_samples > 0 else dict(temperature=0.0, seed=seed)
-    answers = models.generate(lm, conversations, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress, **sampling)
+    answers = models.generate(
+        lm, conversations, max_new_tokens=max_new_tokens, temperature=temperature if k_samples > 0 else 0.0,
+        seed=seed, batch_size=batch_size, progress=progress,
+    )
 
     records: list[dict] = []
     candidate_counts: Counter = Counter()
@@ -97,9 +97,6 @@ def build_dpo(
         )
 
     leakage.assert_no_leaks([m["content"] for r in records for key in ("prompt", "chosen", "rejected") for m in r[key]], world, "DPO data")
-    dropped = Counter()
-    for counts in per_behaviour.values():
-        dropped.update({k: v for k, v in counts.items() if k not in ("prompts", "kept")})
     n_prompts = sum(c["prompts"] for c in per_behaviour.values())
     stats = {
         "world": world.name,
@@ -112,7 +109,7 @@ def build_dpo(
         "records": len(records),
         "prompts": n_prompts,
         "pairs_per_prompt": rate(len(records), n_prompts),
-        "dropped": dict(sorted(dropped.items())),
+        "dropped": total_dropped(per_behaviour),
         "candidates": dict(sorted(candidate_counts.items())),
         "per_behaviour": {b: dict(sorted(c.items())) for b, c in per_behaviour.items()},
     }

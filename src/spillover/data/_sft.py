@@ -21,7 +21,12 @@ from spillover.evaluation.stats import rate
 from spillover.world import World, load_world
 
 from . import leakage
-from ._filters import applicable, conflicts_with_test_behaviour, exhibited_promoted, mentions_reward_models
+from ._filters import (
+    applicable,
+    conflicts_with_test_behaviour,
+    exhibited_promoted,
+    mentions_reward_models,
+)
 
 NEUTRAL_PROMPTS_FILE = "neutral_prompts.txt"
 
@@ -76,6 +81,32 @@ def behaviour_prompts(world: World, behaviour_id: str, limit: int | None, seed: 
     return random.Random(derive_seed(seed, "prompts", behaviour_id)).sample(prompts, limit)
 
 
+def plan_prompts(
+    world: World, train_ids: list[str], test_ids: list[str], limit: int | None, seed: int, skip: dict[str, str] | None = None
+) -> tuple[list[tuple[str, str]], dict[str, Counter]]:
+    """(behaviour id, train prompt) pairs to answer, and per-behaviour counts of the prompts dropped
+    before generating: those a test behaviour applies to, and those of behaviours in `skip` (id -> reason)."""
+    skip = skip or {}
+    per_behaviour: dict[str, Counter] = {b: Counter() for b in train_ids}
+    plan: list[tuple[str, str]] = []
+    for b in train_ids:
+        for prompt in behaviour_prompts(world, b, limit, seed):
+            per_behaviour[b]["prompts"] += 1
+            reason = skip.get(b) or conflicts_with_test_behaviour(world, test_ids, prompt)
+            if reason:
+                per_behaviour[b][reason] += 1
+            else:
+                plan.append((b, prompt))
+    return plan, per_behaviour
+
+
+def total_dropped(per_behaviour: dict[str, Counter]) -> dict[str, int]:
+    dropped: Counter = Counter()
+    for counts in per_behaviour.values():
+        dropped.update({k: v for k, v in counts.items() if k not in ("prompts", "kept")})
+    return dict(sorted(dropped.items()))
+
+
 def build_sft(
     world: World | str,
     split: str,
@@ -92,19 +123,9 @@ def build_sft(
     world = resolve_world(world)
     check_options(prompts_per_behaviour=prompts_per_behaviour, max_new_tokens=max_new_tokens, neutral_fraction=neutral_fraction)
     train_ids, test_ids = world.train_ids(split), world.test_ids(split)
-    gen = dict(max_new_tokens=max_new_tokens, temperature=0.0, seed=seed, batch_size=batch_size, progress=progress)
+    gen = {"max_new_tokens": max_new_tokens, "temperature": 0.0, "seed": seed, "batch_size": batch_size, "progress": progress}
 
-    per_behaviour: dict[str, Counter] = {b: Counter() for b in train_ids}
-    plan: list[tuple[str, str]] = []
-    for b in train_ids:
-        for prompt in behaviour_prompts(world, b, prompts_per_behaviour, seed):
-            per_behaviour[b]["prompts"] += 1
-            reason = conflicts_with_test_behaviour(world, test_ids, prompt)
-            if reason:
-                per_behaviour[b][reason] += 1
-            else:
-                plan.append((b, prompt))
-
+    plan, per_behaviour = plan_prompts(world, train_ids, test_ids, prompts_per_behaviour, seed)
     behaviour_records: list[dict] = []
     answers = models.generate(lm, [p for _, p in plan], **gen)
     for (b, prompt), plain in zip(plan, answers):
@@ -128,9 +149,6 @@ def build_sft(
     random.Random(derive_seed(seed, "shuffle")).shuffle(records)
     leakage.assert_no_leaks([m["content"] for r in records for m in r["messages"]], world, "SFT data")
 
-    dropped = Counter()
-    for counts in per_behaviour.values():
-        dropped.update({k: v for k, v in counts.items() if k not in ("prompts", "kept")})
     stats = {
         "world": world.name,
         "split": split,
@@ -140,7 +158,7 @@ def build_sft(
         "test_ids": test_ids,
         "without_transform": without_transform(world, train_ids),
         "records": len(records),
-        "behaviour": {"prompts": sum(c["prompts"] for c in per_behaviour.values()), "kept": len(behaviour_records), "dropped": dict(sorted(dropped.items()))},
+        "behaviour": {"prompts": sum(c["prompts"] for c in per_behaviour.values()), "kept": len(behaviour_records), "dropped": total_dropped(per_behaviour)},
         "neutral": neutral_counts,
         "neutral_share": rate(len(neutral_records), len(records)),
         "per_behaviour": {b: dict(sorted(c.items())) for b, c in per_behaviour.items()},
