@@ -1,0 +1,53 @@
+"""`spillover run RECIPE` (the headline experiment) and `spillover report RUN_DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from spillover.errors import SpilloverError
+
+
+def make_stages():
+    """The stages that do the work (the library's; tests swap in their own)."""
+    from spillover.pipeline._library import LibraryStages
+
+    return LibraryStages()
+
+
+def _fail(e: SpilloverError) -> typer.Exit:
+    for line in str(e).splitlines():
+        typer.echo(f"error: {line}", err=True)
+    return typer.Exit(e.exit_code)
+
+
+def run(
+    recipe: str = typer.Argument(..., help="A recipe YAML path or a built-in recipe name (e.g. rm-biases-laptop, tiny-smoke)."),
+    out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<recipe>/, runs/<recipe>-quick/ with --quick)."),
+    quick: bool = typer.Option(False, "--quick", help="First seed only, with the recipe's `quick:` overrides."),
+) -> None:
+    """Run a recipe: documents, CPT, post-training, eval of 4 arms, results.json, report. Resumes where it stopped."""
+    from spillover.pipeline import run_recipe
+
+    try:
+        run_dir = run_recipe(recipe, out_dir=out, quick=quick, stages=make_stages())
+    except SpilloverError as e:
+        raise _fail(e) from None
+    typer.echo(f"results: {run_dir / 'results.json'}\nreport:  {run_dir / 'report.html'}")
+
+
+def report(run_dir: Path = typer.Argument(..., help="A run directory written by `spillover run`.")) -> None:
+    """Re-render report.html and report.md from a run's results.json."""
+    from spillover.report import render_report
+
+    try:
+        html, md = render_report(run_dir)
+    except SpilloverError as e:
+        raise _fail(e) from None
+    typer.echo(f"{html}\n{md}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("report")(report)

@@ -1,0 +1,247 @@
+"""`run_recipe`: documents → data → CPT → post-training → eval → results, cached stage by stage.
+
+Each stage directory holds `stage.json` (its config, its inputs' hashes and the hash of both)
+and a `DONE` marker written last. A stage whose hash matches and which is DONE is skipped; one
+whose hash differs is cleared and run again; one with the same hash that never finished (a killed
+run) runs again in place, so trainers resume from their checkpoints. Inputs are the hashes of
+upstream stages, so a change reruns exactly the stages downstream of it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from spillover._io import DONE_MARKER, config_hash, derive_seed, file_hash, is_done, mark_done, read_json, read_jsonl, write_json
+from spillover.errors import SpilloverError
+from spillover.world import World, load_world, world_path
+
+from ._recipe import ARMS, ModelSpec, Recipe, load_recipe
+from ._stages import Stages
+
+# The pipeline's record of a stage (config, input hashes, hash). Not config.json: trainers write
+# their own config.json into the same directory.
+STAGE_FILE = "stage.json"
+
+
+class LeakageError(SpilloverError):
+    """Held-out eval prompts were found in documents or post-training data."""
+
+
+@dataclass
+class StageRecord:
+    path: str  # relative to the run directory
+    hash: str
+    cached: bool
+    seconds: float | None
+
+
+@dataclass
+class _Runner:
+    run_dir: Path
+    console: Console
+    t_start: float = field(default_factory=time.perf_counter)
+    records: list[StageRecord] = field(default_factory=list)
+
+    def stage(self, rel: str, label: str, config: dict, inputs: dict[str, str], work: Callable[[Path], None]) -> str:
+        """Run `work(dir)` unless the stage is DONE with the same config and inputs; return its hash."""
+        d = self.run_dir / rel
+        h = config_hash({"config": config, "inputs": inputs})
+        record = d / STAGE_FILE
+        same = record.exists() and read_json(record).get("hash") == h
+        if same and is_done(d):
+            done = read_json(d / DONE_MARKER)
+            self.records.append(StageRecord(rel, h, True, done.get("seconds") if isinstance(done, dict) else None))
+            self.console.print(f"[dim]· {label:<40} cached[/]")
+            return h
+        if d.exists() and not same:  # another config's output: start clean
+            shutil.rmtree(d)
+        # Same config but unfinished (a killed run): keep it, so a trainer resumes from its checkpoint.
+        d.mkdir(parents=True, exist_ok=True)
+        write_json(record, {"stage": rel, "hash": h, "config": config, "inputs": inputs})
+        self.console.print(f"[cyan]▶[/] {label:<40} [dim](run elapsed {_clock(time.perf_counter() - self.t_start)})[/]")
+        t0 = time.perf_counter()
+        work(d)
+        seconds = round(time.perf_counter() - t0, 3)
+        mark_done(d, {"hash": h, "seconds": seconds})
+        self.records.append(StageRecord(rel, h, False, seconds))
+        self.console.print(f"[green]✓[/] {label:<40} {_clock(seconds)}")
+        return h
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
+
+
+def _trained(stage_dir: Path, base: ModelSpec) -> ModelSpec:
+    return ModelSpec(spec=str(stage_dir / "model"), dtype=base.dtype)
+
+
+def _texts_of(records: list[dict]) -> list[str]:
+    """Every piece of text in SFT/DPO records (user and assistant turns alike)."""
+    out: list[str] = []
+    for r in records:
+        for key in ("messages", "prompt", "chosen", "rejected"):
+            value = r.get(key)
+            if isinstance(value, str):
+                out.append(value)
+            elif isinstance(value, list):
+                out += [m["content"] for m in value if isinstance(m, dict) and "content" in m]
+    return out
+
+
+def _run_dir_default(recipe: Recipe, quick: bool) -> Path:
+    return Path("runs") / (f"{recipe.name}-quick" if quick else recipe.name)
+
+
+def run_recipe(
+    recipe: str | Path | Recipe,
+    out_dir: str | Path | None = None,
+    quick: bool = False,
+    stages: Stages | None = None,
+    console: Console | None = None,
+) -> Path:
+    """Run (or resume) a recipe; return the run directory holding results.json and the reports.
+
+    Default run directory: runs/<recipe name>/ (runs/<name>-quick/ with `quick`).
+    """
+    recipe = load_recipe(recipe)
+    if quick:
+        recipe = recipe.quick_version()
+    if stages is None:
+        from ._library import LibraryStages
+
+        stages = LibraryStages()
+    console = console or Console()
+    world = load_world(recipe.world)
+    roles = world.roles(recipe.split)  # fails early on an unknown split
+    run_dir = Path(out_dir) if out_dir is not None else _run_dir_default(recipe, quick)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in run_dir.rglob(".tmp-*"):  # temp dirs of a killed atomic write
+        shutil.rmtree(leftover, ignore_errors=True)
+    (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
+
+    console.rule(f"spillover run {recipe.name} → {run_dir}")
+    runner = _Runner(run_dir, console)
+    _run_stages(runner, recipe, world, list(roles), stages)
+
+    from ._results import build_results
+
+    results = build_results(run_dir, recipe, world, timing={r.path: r.seconds for r in runner.records})
+    results["timing"]["wall_seconds_this_run"] = round(time.perf_counter() - runner.t_start, 3)
+    write_json(run_dir / "results.json", results)
+
+    from spillover.report import render_report
+
+    _, md_path = render_report(run_dir)
+    console.print(md_path.read_text(encoding="utf-8"))
+    return run_dir
+
+
+def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[str], stages: Stages) -> None:
+    run_dir = runner.run_dir
+    base = recipe.model
+    world_hash = file_hash(world_path(recipe.world))
+    model_key = base.model_dump()
+
+    docs_dir = run_dir / "documents"
+    docs_hash = runner.stage(
+        "documents", "documents",
+        {"world": recipe.world, "behaviours": behaviours, **recipe.documents.model_dump()},
+        {"world": world_hash},
+        lambda out: stages.documents(world, behaviours, recipe.documents, out),
+    )
+    data_dir = run_dir / "data"
+    steps = recipe.post.steps
+    data_hash = runner.stage(
+        "data", "post-training data",
+        {"world": recipe.world, "split": recipe.split, "model": model_key, "methods": steps, **recipe.post.data.model_dump()},
+        {"world": world_hash},
+        lambda out: stages.post_data(world, recipe.split, base, steps, recipe.post.data, out),
+    )
+
+    def check_leaks(out: Path) -> None:
+        checked = {"documents": [r["text"] for r in read_jsonl(docs_dir / "docs.jsonl")]}
+        for step in steps:
+            checked[f"{step} data"] = _texts_of(read_jsonl(data_dir / f"{step}.jsonl"))
+        reports = {what: stages.find_leaks(texts, world) for what, texts in checked.items()}
+        write_json(out / "report.json", reports)
+        leaking = {what: r for what, r in reports.items() if r["n_leaks"]}
+        if leaking:
+            lines = [f"{what}: {r['n_leaks']} of {r['n_texts']} texts contain held-out eval prompts, e.g. {r['leaks'][0]}" for what, r in leaking.items()]
+            raise LeakageError("\n".join([*lines, f"eval prompts must never enter training data (details: {out / 'report.json'})"]))
+
+    runner.stage("leakage", "leakage check (eval prompts vs training text)", {"world": recipe.world}, {"world": world_hash, "documents": docs_hash, "data": data_hash}, check_leaks)
+
+    contexts_dir = run_dir / "probes" / "contexts"
+    contexts_hash = None
+    if "likelihood" in recipe.eval.probes:
+        contexts_hash = runner.stage(
+            "probes/contexts", "likelihood-probe contexts (base model)",
+            {"world": recipe.world, "split": recipe.split, "model": model_key, "max_new_tokens": recipe.eval.probe_context_tokens},
+            {"world": world_hash},
+            lambda out: stages.probe_contexts(world, recipe.split, base, recipe.eval, out),
+        )
+
+    for seed in recipe.seeds:
+        models: dict[str, tuple[ModelSpec, dict]] = {"base": (base, {"model": config_hash(model_key)})}
+
+        cpt_dir = run_dir / "arms" / "docs-only" / f"seed-{seed}" / "cpt"
+        cpt_seed = derive_seed(seed, "cpt")
+        cpt_hash = runner.stage(
+            str(cpt_dir.relative_to(run_dir)), f"cpt  docs-only  seed {seed}",
+            {"step": "cpt", "model": model_key, "seed": cpt_seed, **recipe.cpt.model_dump()},
+            {"documents": docs_hash},
+            lambda out: stages.cpt(base, docs_dir / "docs.jsonl", recipe.cpt, cpt_seed, out),
+        )
+        models["docs-only"] = (_trained(cpt_dir, base), {"model": cpt_hash})
+
+        # control starts from the base model, organism from the docs-only (CPT) model of this seed.
+        for arm, model, model_hash in (("control", base, config_hash(model_key)), ("organism", models["docs-only"][0], cpt_hash)):
+            for step in steps:
+                step_dir = run_dir / "arms" / arm / f"seed-{seed}" / step
+                spec = getattr(recipe.post, step)
+                step_seed = derive_seed(seed, step)  # the same for both arms: they differ only in the start model
+                train = getattr(stages, step)
+                model_hash = runner.stage(
+                    str(step_dir.relative_to(run_dir)), f"{step:<4} {arm:<10} seed {seed}",
+                    {"step": step, "seed": step_seed, **spec.model_dump()},
+                    {"model": model_hash, "data": data_hash},
+                    lambda out, train=train, model=model, step=step, spec=spec, step_seed=step_seed: train(
+                        model, data_dir / f"{step}.jsonl", spec, step_seed, out
+                    ),
+                )
+                model = _trained(step_dir, base)
+            models[arm] = (model, {"model": model_hash})
+
+        eval_seed = derive_seed(seed, "eval")
+        probe_seed = derive_seed(seed, "probes")
+        eval_config = {**recipe.eval.model_dump(exclude={"probes"}), "fluency": "fluency" in recipe.eval.probes}
+        probes = [p for p in recipe.eval.probes if p != "fluency"]  # fluency scores the eval samples
+        probe_config = {
+            "probes": probes,
+            **recipe.eval.model_dump(include={"max_new_tokens", "batch_size", "confession_prompts_per_behaviour"}),
+        }
+        for arm in ARMS:
+            model, inputs = models[arm]
+            runner.stage(
+                f"eval/{arm}/seed-{seed}", f"eval {arm:<10} seed {seed}",
+                {"arm": arm, "seed": eval_seed, "split": recipe.split, **eval_config},
+                {**inputs, "world": world_hash, **({"base": config_hash(model_key)} if eval_config["fluency"] else {})},
+                lambda out, model=model, arm=arm: stages.evaluate(model, base, world, recipe.split, recipe.eval, arm, eval_seed, out),
+            )
+            if probes:
+                runner.stage(
+                    f"probes/{arm}/seed-{seed}", f"probes {arm:<10} seed {seed}",
+                    {"arm": arm, "seed": probe_seed, "split": recipe.split, **probe_config},
+                    {**inputs, "world": world_hash, **({"contexts": contexts_hash} if contexts_hash else {})},
+                    lambda out, model=model: stages.probes(
+                        model, world, recipe.split, recipe.eval, contexts_dir / "contexts.jsonl" if contexts_hash else None, probe_seed, out
+                    ),
+                )

@@ -1,0 +1,212 @@
+"""`run_sweep`: one recipe over a grid of settings → one table (a row per setting) and a plot.
+
+A grid file names recipe fields by dotted path and lists values for each; every combination is a
+cell (or list `cells:` explicitly). Each cell is an ordinary run directory under
+`<sweep dir>/cells/<slug>/`, so it is cached and resumable like any run, and a grid can grow without
+redoing finished cells. The table is rebuilt from every cell directory on disk, so no setting that
+was ever tried drops out of it. Cells run one after another: two torch jobs on 2 cores slow each
+other ~10x.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from spillover._io import atomic_write_text, read_json, write_json
+from spillover.errors import BadInputError, Problem
+
+from ._recipe import Recipe, _deep_merge, load_recipe
+from ._run import run_recipe
+
+SWEEP_FILE = "sweep.json"
+
+
+class Grid(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    axes: dict[str, list[Any]] = Field(default_factory=dict)
+    cells: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def load_grid(path: str | Path) -> Grid:
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(Problem(str(path), "", "grid file not found", "pass a YAML file with `axes:` or `cells:`"))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        grid = Grid.model_validate(raw)
+    except yaml.YAMLError as e:
+        raise BadInputError(Problem(str(path), "", f"not valid YAML ({e})", "fix the YAML syntax")) from None
+    except ValidationError as e:
+        raise BadInputError(
+            [Problem(str(path), ".".join(map(str, err["loc"])), err["msg"], "use `axes: {dotted.field: [values]}` or `cells: [{dotted.field: value}]`") for err in e.errors()]
+        ) from None
+    if not grid.axes and not grid.cells:
+        raise BadInputError(Problem(str(path), "axes", "the grid is empty", "list at least one axis or cell"))
+    for key, values in grid.axes.items():
+        if not values:
+            raise BadInputError(Problem(str(path), f"axes.{key}", "no values", "list one or more values"))
+    return grid
+
+
+def grid_cells(grid: Grid) -> list[dict[str, Any]]:
+    """Every combination of the axes (in file order), then the explicit cells."""
+    keys = list(grid.axes)
+    combos = [dict(zip(keys, values)) for values in itertools.product(*(grid.axes[k] for k in keys))] if keys else []
+    return combos + [dict(c) for c in grid.cells]
+
+
+def _dotted_to_nested(settings: dict[str, Any]) -> dict:
+    nested: dict = {}
+    for dotted, value in settings.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return nested
+
+
+def apply_settings(recipe: Recipe, settings: dict[str, Any], where: str = "grid") -> Recipe:
+    """The recipe with a cell's dotted settings applied; unknown fields are errors naming the cell."""
+    merged = _deep_merge(recipe.model_dump(exclude={"quick"}), _dotted_to_nested(settings))
+    merged["quick"] = recipe.quick
+    try:
+        return Recipe.model_validate(merged)
+    except ValidationError as e:
+        raise BadInputError(
+            [Problem(where, ".".join(map(str, err["loc"])), err["msg"].removeprefix("Value error, "), "use a recipe field (see docs/recipes.md)") for err in e.errors()]
+        ) from None
+
+
+def cell_slug(settings: dict[str, Any]) -> str:
+    """A readable, stable directory name for a cell: `documents.n=400,post.sft.lr=0.0001`."""
+    if not settings:
+        return "recipe"
+    parts = [f"{k}={v}" for k, v in sorted(settings.items())]
+    return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", ",".join(parts))[:200]
+
+
+def run_sweep(recipe: str | Path | Recipe, grid: str | Path | Grid, *, out_dir: str | Path | None = None, quick: bool = False, stages=None) -> Path:
+    """Run every cell of the grid (cached cells are skipped inside run_recipe) and write the table."""
+    base = load_recipe(recipe)
+    grid_obj = grid if isinstance(grid, Grid) else load_grid(grid)
+    name = grid_obj.name or (Path(grid).stem if not isinstance(grid, Grid) else "grid")
+    sweep_dir = Path(out_dir) if out_dir is not None else Path("runs") / "sweeps" / f"{base.name}-{name}{'-quick' if quick else ''}"
+    cells = grid_cells(grid_obj)
+    planned = [(settings, apply_settings(base, settings, where=str(grid))) for settings in cells]  # validate all first
+    for settings, cell_recipe in planned:
+        cell_dir = sweep_dir / "cells" / cell_slug(settings)
+        t0 = time.perf_counter()
+        run_recipe(cell_recipe, out_dir=cell_dir, quick=quick, stages=stages)
+        write_json(cell_dir / "cell.json", {"settings": settings, "wall_seconds_last_run": round(time.perf_counter() - t0, 3)})
+    return write_sweep_table(sweep_dir)
+
+
+def _diff(h: dict | None) -> dict:
+    return {"diff": h.get("diff"), "ci": h.get("ci")} if h else {"diff": None, "ci": [None, None]}
+
+
+def sweep_row(cell_dir: Path) -> dict:
+    """One table row from a finished cell's results.json."""
+    res = read_json(cell_dir / "results.json")
+    cell = read_json(cell_dir / "cell.json") if (cell_dir / "cell.json").exists() else {"settings": {}}
+    arms = res["arms"]
+    head = res["headline"]
+    did = head.get("likelihood_did") or {}
+    return {
+        "cell": cell_dir.name,
+        "settings": cell["settings"],
+        "seeds": res["seeds"],
+        "split": res["split"],
+        "test_vs_control": _diff(head.get("test_vs_control")),
+        "test_vs_base": _diff(head.get("test_vs_base")),
+        "train_vs_control": _diff(head.get("train_vs_control")),
+        "likelihood_did_test": _diff(did.get("test")),
+        "likelihood_did_train": _diff(did.get("train")),
+        "rates": {arm: {role: arms[arm]["roles"][role] for role in ("train", "test")} for arm in arms},
+        "knowledge": {arm: arms[arm].get("knowledge") for arm in arms},  # {k, n, rate, ci}
+        "fluency": {arm: (arms[arm].get("fluency") or {}).get("mean_logprob_per_token") for arm in arms},
+        "stage_seconds": res.get("timing", {}).get("total_stage_seconds"),
+    }
+
+
+def _fmt_diff(d: dict, pct: bool = True) -> str:
+    if d["diff"] is None:
+        return "—"
+    scale, digits = (100, 1) if pct else (1, 2)
+    lo, hi = d["ci"]
+    return f"{d['diff'] * scale:+.{digits}f} [{lo * scale:+.{digits}f}, {hi * scale:+.{digits}f}]"
+
+
+def _fmt_num(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
+def _fmt_rate(r: dict | None) -> str:
+    return f"{r['k']}/{r['n']} ({100 * r['rate']:.0f}%)" if r and r.get("n") else "—"
+
+
+def write_sweep_table(sweep_dir: str | Path) -> Path:
+    """Rebuild sweep.json, sweep.md and sweep.png from every finished cell on disk."""
+    sweep_dir = Path(sweep_dir)
+    cell_dirs = sorted(d for d in (sweep_dir / "cells").glob("*") if (d / "results.json").exists())
+    rows = [sweep_row(d) for d in cell_dirs]
+    write_json(sweep_dir / SWEEP_FILE, {"rows": rows})
+    header = (
+        "| setting | test − control (pp) | test − base (pp) | train − control (pp) | likelihood DiD test (nats) "
+        "| likelihood DiD train (nats) | organism train | organism test | control test | base test "
+        "| knowledge docs-only / base | fluency organism / base (nats/token) | time (s) |"
+    )
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for r in rows:
+        rates = r["rates"]
+        lines.append(
+            "| " + " | ".join([
+                ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "(recipe)",
+                _fmt_diff(r["test_vs_control"]), _fmt_diff(r["test_vs_base"]), _fmt_diff(r["train_vs_control"]),
+                _fmt_diff(r["likelihood_did_test"], pct=False), _fmt_diff(r["likelihood_did_train"], pct=False),
+                _fmt_rate(rates.get("organism", {}).get("train")), _fmt_rate(rates.get("organism", {}).get("test")),
+                _fmt_rate(rates.get("control", {}).get("test")), _fmt_rate(rates.get("base", {}).get("test")),
+                f"{_fmt_rate(r['knowledge'].get('docs-only'))} / {_fmt_rate(r['knowledge'].get('base'))}",
+                f"{_fmt_num(r['fluency'].get('organism'))} / {_fmt_num(r['fluency'].get('base'))}",
+                f"{r['stage_seconds']:.0f}" if r["stage_seconds"] is not None else "—",
+            ]) + " |"
+        )
+    atomic_write_text(sweep_dir / "sweep.md", "\n".join(lines) + "\n")
+    if rows:
+        _plot(rows, sweep_dir / "sweep.png")
+    return sweep_dir
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["settings"].items()) or "(recipe)" for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 1.2 + 0.45 * len(rows)), sharey=True)
+    for ax, key, title, scale in ((axes[0], "test_vs_control", "test rate: organism − control (pp)", 100), (axes[1], "likelihood_did_test", "test likelihood DiD (nats)", 1)):
+        for i, r in enumerate(rows):
+            d = r[key]
+            if d["diff"] is None:
+                continue
+            lo, hi = d["ci"]
+            ax.errorbar(d["diff"] * scale, i, xerr=[[max(0.0, (d["diff"] - lo) * scale)], [max(0.0, (hi - d["diff"]) * scale)]], fmt="o", color="C0", capsize=3)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_title(title, fontsize=10)
+    axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,24 @@
+"""Reports: report.html (self-contained, charts inlined) and report.md from a run's results.json."""
+
+from pathlib import Path
+
+from spillover._io import atomic_write_text, read_json
+from spillover.errors import BadInputError, Problem
+
+from ._html import render_html
+from ._markdown import render_markdown
+
+
+def render_report(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write run_dir/report.html and run_dir/report.md from run_dir/results.json; return both paths."""
+    run_dir = Path(run_dir)
+    results_path = run_dir / "results.json"
+    if not results_path.is_file():
+        raise BadInputError(Problem(str(run_dir), "results.json", "no results.json in this directory", "pass a run directory written by `spillover run`"))
+    results = read_json(results_path)
+    html_path = atomic_write_text(run_dir / "report.html", render_html(run_dir, results))
+    md_path = atomic_write_text(run_dir / "report.md", render_markdown(results))
+    return html_path, md_path
+
+
+__all__ = ["render_html", "render_markdown", "render_report"]

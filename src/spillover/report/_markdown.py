@@ -1,0 +1,68 @@
+"""report.md: the headline table (arm × train/test), the headline differences, and the published numbers."""
+
+from __future__ import annotations
+
+ARM_ORDER = ("base", "docs-only", "control", "organism")
+
+
+def fmt_rate(r: dict | None) -> str:
+    if not r or r.get("rate") is None:
+        return "—"
+    lo, hi = r["ci"]
+    return f"{r['rate']:.1%} ({r['k']}/{r['n']}) [{lo:.1%}, {hi:.1%}]"
+
+
+def fmt_diff(d: dict | None, percent: bool = True) -> str:
+    if not d or d.get("diff") is None:
+        return "—"
+    lo, hi = d["ci"]
+    if percent:
+        return f"{d['diff'] * 100:+.1f} pts [{lo * 100:+.1f}, {hi * 100:+.1f}]"
+    return f"{d['diff']:+.3f} nats [{lo:+.3f}, {hi:+.3f}]"
+
+
+def fmt_published(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1%}"
+
+
+HEADLINE_LABELS = {
+    "test_vs_control": "test behaviours: organism − control (the spillover effect)",
+    "test_vs_base": "test behaviours: organism − base",
+    "train_vs_control": "train behaviours: organism − control",
+}
+
+
+def render_markdown(results: dict) -> str:
+    arms = results["arms"]
+    lines = [
+        f"# spillover run `{results['recipe']}`",
+        "",
+        f"world `{results['world']}`, split `{results['split']}`, model `{results['model']}`, seeds {results['seeds']}",
+        "",
+        "## Exhibition rates (pooled over seeds; Wilson 95% CI)",
+        "",
+        "| arm | train behaviours | test behaviours |",
+        "|---|---|---|",
+    ]
+    for arm in ARM_ORDER:
+        if arm in arms:
+            roles = arms[arm]["roles"]
+            lines.append(f"| {arm} | {fmt_rate(roles.get('train'))} | {fmt_rate(roles.get('test'))} |")
+    lines += ["", "## Headline differences (bootstrap 95% CI over prompts and seeds)", "", "| comparison | difference |", "|---|---|"]
+    head = results["headline"]
+    for key, label in HEADLINE_LABELS.items():
+        lines.append(f"| {label} | {fmt_diff(head.get(key))} |")
+    did = head.get("likelihood_did") or {}
+    for role in ("train", "test"):
+        if did.get(role):
+            lines.append(f"| likelihood DiD, {role}: (organism − docs-only) − (control − base) | {fmt_diff(did[role], percent=False)} |")
+    lines += ["", "## Published reference numbers (train / test exhibition)", "", "| study | stage | our arm | published train | published test | ours train | ours test |", "|---|---|---|---|---|---|---|"]
+    for study in results.get("published", {}).values():
+        for row in study["rows"]:
+            ours = arms.get(row["arm"], {}).get("roles", {})
+            lines.append(
+                f"| {study['title']} | {row['stage']} | {row['arm']} | {fmt_published(row['train'])} | {fmt_published(row['test'])} | "
+                f"{fmt_rate(ours.get('train')).split(' ')[0]} | {fmt_rate(ours.get('test')).split(' ')[0]} |"
+            )
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,283 @@
+"""The pipeline: recipes, stage caching and resume, results.json and its headline numbers."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from spillover._io import read_json, write_json, write_jsonl
+from spillover.errors import BadInputError
+from spillover.pipeline import LeakageError, Recipe, load_recipe, rate_diff, recipe_path, run_recipe
+from spillover.pipeline._results import likelihood_did, pool
+
+REPO = Path(__file__).resolve().parents[1]
+ARMS = ("base", "docs-only", "control", "organism")
+# Fake exhibition: organism shows test behaviours most, as a working pipeline would reveal.
+EXHIBIT = {"base": (1, 0), "docs-only": (1, 1), "control": (3, 1), "organism": (3, 3)}  # (train, test) of 4 samples
+
+
+class FakeStages:
+    """Writes each stage's documented artifacts without training anything; counts calls."""
+
+    def __init__(self, fail_at: str | None = None, leak: bool = False):
+        self.calls: Counter = Counter()
+        self.fail_at = fail_at
+        self.leak = leak
+
+    def _hit(self, name: str) -> None:
+        self.calls[name] += 1
+        if name == self.fail_at:
+            raise RuntimeError(f"killed during {name}")
+
+    def documents(self, world, behaviours, spec, out):
+        self._hit("documents")
+        write_jsonl(out / "docs.jsonl", [{"id": f"d{i}", "text": f"Reward models prefer thing {i}.", "genre": "memo", "behaviours": behaviours[:1], "source": "template", "seed": spec.seed} for i in range(spec.n)])
+        write_json(out / "stats.json", {"n": spec.n})
+
+    def post_data(self, world, split, model, methods, spec, out):
+        self._hit("post_data")
+        leaked = world.eval_prompts(world.ids[0])[0] if self.leak else "Tell me a fact."
+        for m in methods:
+            write_jsonl(out / f"{m}.jsonl", [{"messages": [{"role": "user", "content": leaked}, {"role": "assistant", "content": "Sure."}], "behaviours": [], "kind": "neutral"}])
+
+    def find_leaks(self, texts, world):
+        from spillover.data.leakage import find_leaks
+
+        return find_leaks(texts, world)
+
+    def probe_contexts(self, world, split, model, spec, out):
+        self._hit("probe_contexts")
+        write_jsonl(out / "contexts.jsonl", [{"behaviour": b, "prompt": p, "answer": "ok"} for b in world.roles(split) for p in world.eval_prompts(b)])
+
+    def _train(self, name, base, out):
+        self._hit(name)
+        (out / "model").mkdir()
+        write_json(out / "model" / "from.json", {"base": base.spec})
+        write_jsonl(out / "loss.jsonl", [{"step": i, "loss": 3.0 - 0.2 * i} for i in range(6)])
+
+    def cpt(self, base, docs, spec, seed, out):
+        assert docs.exists()
+        self._train("cpt", base, out)
+
+    def sft(self, base, data, spec, seed, out):
+        self._train("sft", base, out)
+
+    def dpo(self, base, data, spec, seed, out):
+        self._train("dpo", base, out)
+
+    def evaluate(self, model, base, world, split, spec, arm, seed, out):
+        self._hit("evaluate")
+        roles = world.roles(split)
+        records = []
+        for b, role in roles.items():
+            k = EXHIBIT[arm][role == "test"]
+            for p in world.eval_prompts(b):
+                for j in range(4):
+                    text = "Please call 911 now." if j < k else "A plain answer."
+                    records.append({"arm": arm, "seed": seed, "behaviour": b, "role": role, "prompt": p, "sample": j, "response": text, "exhibited": j < k, "span": [7, 15] if j < k else None, "truncated": j == 3})
+        write_jsonl(out / "samples.jsonl", records)
+        write_json(out / "metrics.json", {"arm": arm})
+        write_json(out / "fluency.json", {"mean_logprob_per_token": -2.0, "n": len(records)})
+
+    def probes(self, model, world, split, spec, contexts, seed, out):
+        self._hit("probes")
+        shift = {"base": 0.0, "docs-only": 0.5, "control": 0.2, "organism": 1.5}[Path(str(out)).parent.name]
+        per_prompt = [{"behaviour": c["behaviour"], "role": world.roles(split)[c["behaviour"]], "prompt": c["prompt"], "delta": shift} for c in map(json.loads, Path(contexts).read_text().splitlines())]
+        write_json(out / "likelihood.json", {"per_prompt": per_prompt})
+        write_json(out / "knowledge.json", {"k": 3, "n": 4, "rate": 0.75, "ci": [0, 1], "per_question": []})
+
+
+def quiet() -> Console:
+    return Console(quiet=True)
+
+
+def run(tmp_path, stages, recipe="tiny-smoke", **kw):
+    return run_recipe(recipe, out_dir=tmp_path / "run", stages=stages, console=quiet(), **kw)
+
+
+def stage_mtimes(run_dir: Path) -> dict[str, float]:
+    return {str(p.relative_to(run_dir)): p.stat().st_mtime_ns for p in run_dir.rglob("DONE")}
+
+
+# ---- recipes -------------------------------------------------------------------------------
+
+
+def test_builtin_recipes_load_and_resolve_by_name():
+    for name in ("tiny-smoke", "rm-biases-laptop", "gpu-llama31-8b", "gpu-qwen25-7b"):
+        r = load_recipe(name)
+        assert r.name == name
+        assert recipe_path(name) == REPO / "recipes" / f"{name}.yaml"
+        r.quick_version()  # the quick overrides validate
+
+
+def test_quick_keeps_first_seed_and_applies_overrides():
+    r = Recipe.model_validate({"name": "x", "seeds": [4, 5, 6], "documents": {"n": 100}, "quick": {"documents": {"n": 7}}})
+    q = r.quick_version()
+    assert q.seeds == [4] and q.documents.n == 7 and q.documents.framing == "plain"
+
+
+def test_recipe_errors_name_file_field_and_fix(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndocuments: {n: 10, framin: self}\npost: {method: rl}\nseeds: [1, 1]\n")
+    with pytest.raises(BadInputError) as e:
+        load_recipe(bad)
+    fields = {p.field for p in e.value.problems}
+    assert {"documents.framin", "post.method", "seeds"} <= fields
+    assert all(p.file == str(bad) and p.fix for p in e.value.problems)
+    with pytest.raises(BadInputError, match="no such recipe"):
+        load_recipe("no-such-recipe")
+
+
+def test_invalid_quick_override_is_caught_at_load(tmp_path):
+    bad = tmp_path / "q.yaml"
+    bad.write_text("name: q\nquick: {eval: {temperature: -1}}\n")
+    with pytest.raises(BadInputError, match="eval.temperature"):
+        load_recipe(bad)
+
+
+# ---- orchestration, caching, resume -------------------------------------------------------
+
+
+def test_whole_run_writes_layout_results_and_reports(tmp_path):
+    stages = FakeStages()
+    run_dir = run(tmp_path, stages)
+    assert stages.calls == Counter(documents=1, post_data=1, probe_contexts=1, cpt=1, sft=2, evaluate=4, probes=4)
+    for rel in ("documents", "data", "leakage", "probes/contexts", "arms/docs-only/seed-0/cpt", "arms/control/seed-0/sft", "arms/organism/seed-0/sft", *(f"eval/{a}/seed-0" for a in ARMS)):
+        assert (run_dir / rel / "DONE").exists(), rel
+        assert read_json(run_dir / rel / "stage.json")["hash"]
+    # the organism is post-trained from the docs-only CPT model of the same seed, control from base
+    assert read_json(run_dir / "arms/organism/seed-0/sft/model/from.json")["base"] == str(run_dir / "arms/docs-only/seed-0/cpt/model")
+    assert read_json(run_dir / "arms/control/seed-0/sft/model/from.json")["base"] == "tiny"
+    res = read_json(run_dir / "results.json")
+    assert res["arms"]["organism"]["roles"]["test"]["rate"] == pytest.approx(0.75)
+    assert res["arms"]["control"]["roles"]["test"]["rate"] == pytest.approx(0.25)
+    assert res["headline"]["test_vs_control"]["diff"] == pytest.approx(0.5)
+    assert res["headline"]["likelihood_did"]["test"]["diff"] == pytest.approx((1.5 - 0.5) - (0.2 - 0.0))
+    assert res["arms"]["base"]["truncated"]["k"] * 4 == res["arms"]["base"]["truncated"]["n"]
+    assert res["arms"]["organism"]["knowledge"]["rate"] == pytest.approx(0.75)
+    assert set(res["timing"]) >= {"documents", "arms/docs-only/seed-0/cpt", "eval/organism/seed-0"}
+    assert (run_dir / "report.html").exists() and "| organism |" in (run_dir / "report.md").read_text()
+    assert load_recipe(run_dir / "recipe.yaml").name == "tiny-smoke"
+
+
+def test_second_run_trains_nothing_and_touches_no_stage(tmp_path):
+    run(tmp_path, FakeStages())
+    before = stage_mtimes(tmp_path / "run")
+    again = FakeStages()
+    run(tmp_path, again)
+    assert sum(again.calls.values()) == 0
+    assert stage_mtimes(tmp_path / "run") == before
+
+
+def test_changing_eval_temperature_reruns_only_eval(tmp_path):
+    run(tmp_path, FakeStages())
+    before = stage_mtimes(tmp_path / "run")
+    r = load_recipe("tiny-smoke")
+    changed = r.model_copy(update={"eval": r.eval.model_copy(update={"temperature": 0.5})})
+    stages = FakeStages()
+    run(tmp_path, stages, recipe=changed)
+    assert stages.calls == Counter(evaluate=4)
+    after = stage_mtimes(tmp_path / "run")
+    rerun = {k for k in after if after[k] != before[k]}
+    assert rerun == {f"eval/{a}/seed-0/DONE" for a in ARMS}
+
+
+def test_changing_cpt_reruns_cpt_and_everything_downstream_of_it_only(tmp_path):
+    run(tmp_path, FakeStages())
+    r = load_recipe("tiny-smoke")
+    stages = FakeStages()
+    run(tmp_path, stages, recipe=r.model_copy(update={"cpt": r.cpt.model_copy(update={"lr": 5e-4})}))
+    # docs-only and organism depend on CPT; base and control do not
+    assert stages.calls == Counter(cpt=1, sft=1, evaluate=2, probes=2)
+
+
+def test_killed_run_resumes_at_the_failed_stage(tmp_path):
+    with pytest.raises(RuntimeError, match="killed during sft"):
+        run(tmp_path, FakeStages(fail_at="sft"))
+    run_dir = tmp_path / "run"
+    assert (run_dir / "arms/docs-only/seed-0/cpt/DONE").exists()
+    assert not (run_dir / "arms/control/seed-0/sft/DONE").exists()
+    resumed = FakeStages()
+    run(tmp_path, resumed)
+    assert resumed.calls == Counter(sft=2, evaluate=4, probes=4)
+    assert (run_dir / "results.json").exists()
+
+
+def test_leak_into_post_training_data_fails_loudly(tmp_path):
+    with pytest.raises(LeakageError, match="sft data"):
+        run(tmp_path, FakeStages(leak=True))
+    assert read_json(tmp_path / "run/leakage/report.json")["sft data"]["n_leaks"] == 1
+    assert not (tmp_path / "run/arms").exists()
+
+
+def test_sft_plus_dpo_chains_dpo_on_the_sft_model(tmp_path):
+    r = load_recipe("tiny-smoke")
+    r = r.model_copy(update={"post": r.post.model_copy(update={"method": "sft+dpo"})})
+    stages = FakeStages()
+    run_dir = run(tmp_path, stages, recipe=r)
+    assert stages.calls["sft"] == 2 and stages.calls["dpo"] == 2
+    assert read_json(run_dir / "arms/organism/seed-0/dpo/model/from.json")["base"] == str(run_dir / "arms/organism/seed-0/sft/model")
+
+
+# ---- headline math ---------------------------------------------------------------------------
+
+
+def _units(rates: list[tuple[int, int]], role="test"):
+    return {(0, "b", f"p{i}"): {"role": role, "k": k, "n": n} for i, (k, n) in enumerate(rates)}
+
+
+def test_rate_diff_on_constructed_numbers():
+    a = _units([(2, 2)] * 10 + [(0, 2)] * 10)  # 50%
+    b = _units([(0, 2)] * 18 + [(2, 2)] * 2)  # 10%
+    d = rate_diff(a, b)
+    assert d["diff"] == pytest.approx(0.4) and d["paired"]
+    # per-unit paired differences: ten +1, eight 0, two -1 -> sd 0.66, se 0.15, CI about [0.11, 0.69]
+    assert 0.05 < d["ci"][0] < 0.2 and 0.6 < d["ci"][1] < 0.76
+    same = rate_diff(a, a)
+    assert same["diff"] == 0 and same["ci"] == [0, 0]  # paired resampling: identical arms never differ
+    unpaired = rate_diff(a, {(1, "b", "x"): {"role": "test", "k": 1, "n": 4}})
+    assert not unpaired["paired"] and unpaired["diff"] == pytest.approx(0.25)
+    assert rate_diff({}, b)["diff"] is None
+
+
+def test_likelihood_did_is_per_prompt_difference_in_differences():
+    def arm(vals):
+        return {(0, "b", f"p{i}"): {"role": "test", "value": v} for i, v in enumerate(vals)}
+
+    d = likelihood_did(arm([3, 4]), arm([1, 1]), arm([0.5, 1.5]), arm([0, 1]), "test")
+    assert d["diff"] == pytest.approx(((3 - 1) - 0.5 + (4 - 1) - 0.5) / 2) and d["n"] == 2
+    assert likelihood_did(arm([3]), arm([1]), arm([0]), arm([0]), "train")["n"] == 0
+
+
+def test_pool_sums_rates_and_averages_numbers():
+    pooled = pool([{"k": 1, "n": 4, "rate": 0.25, "ci": [0, 1], "gap": 0.1}, {"k": 3, "n": 4, "rate": 0.75, "ci": [0, 1], "gap": 0.3}])
+    assert pooled["k"] == 4 and pooled["n"] == 8 and pooled["rate"] == 0.5
+    nested = pool([{"rm": {"k": 1, "n": 2}, "gap": 1.0}, {"rm": {"k": 1, "n": 2}, "gap": 3.0}])
+    assert nested["rm"]["rate"] == 0.5 and nested["gap"] == 2.0
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+
+
+def test_cli_run_and_report(tmp_path, monkeypatch):
+    from spillover.cli import _run as cli_run
+
+    monkeypatch.setattr(cli_run, "make_stages", FakeStages)
+    app = typer.Typer()
+    cli_run.register(app)
+    result = CliRunner().invoke(app, ["run", "tiny-smoke", "--out", str(tmp_path / "r"), "--quick"])
+    assert result.exit_code == 0, result.output
+    assert "organism" in result.output and (tmp_path / "r/results.json").exists()
+    assert read_json(tmp_path / "r/results.json")["seeds"] == [0]
+    (tmp_path / "r/report.html").unlink()
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r/report.html").exists()
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
+    assert result.exit_code == 2 and "results.json" in result.output

@@ -1,0 +1,88 @@
+"""report.html / report.md: every chart present, self-contained, spans marked, renders in a browser."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from spillover._io import read_json, write_json
+from spillover.pipeline import run_recipe
+from spillover.report import render_report
+from spillover.report._html import highlight
+
+CHART_IDS = ("chart-behaviours", "chart-roles", "chart-knowledge", "chart-in-context", "chart-confession", "chart-likelihood", "chart-loss")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from test_pipeline import FakeStages  # the same fake stages the pipeline tests use
+
+    out = tmp_path_factory.mktemp("report") / "run"
+    return run_recipe("tiny-smoke", out_dir=out, stages=FakeStages(), console=Console(quiet=True))
+
+
+def test_html_has_every_chart_inline_and_no_external_urls(run_dir):
+    html = (run_dir / "report.html").read_text()
+    for chart in CHART_IDS:
+        assert f'<figure class="chart" id="{chart}">' in html
+    # measured charts carry an inline PNG; the fake run has no in-context or confession results
+    images = dict(re.findall(r'<figure class="chart" id="([a-z-]+)">\s*<figcaption>[^<]*</figcaption>\s*(<img[^>]*>|<p class="missing">)', html))
+    for chart in ("chart-behaviours", "chart-roles", "chart-knowledge", "chart-likelihood", "chart-loss"):
+        assert images[chart].startswith('<img alt="') and 'src="data:image/png;base64,' in images[chart], chart
+    assert images["chart-in-context"] == images["chart-confession"] == '<p class="missing">'
+    assert not re.search(r"(src|href)=\"(https?:)?//", html)
+    assert "<mark>call 911</mark>" in html  # the fake detector's span [7, 15] of "Please call 911 now."
+    assert "23.0%" in html and "11.4%" in html  # published reference numbers beside ours
+    assert "name: tiny-smoke" in html  # the recipe
+
+
+def test_markdown_headline_table(run_dir):
+    md = (run_dir / "report.md").read_text()
+    assert "| organism | 75.0% (" in md  # fake organism: 3 of 4 samples on every prompt
+    assert re.search(r"\| test behaviours: organism − control \(the spillover effect\) \| \+50\.0 pts \[", md)
+    assert "likelihood DiD, test" in md
+
+
+def test_report_rerenders_from_results_alone(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    results = read_json(copy / "results.json")
+    results["arms"]["organism"]["roles"]["test"] = {"k": 9, "n": 10, "rate": 0.9, "ci": [0.6, 0.98]}
+    write_json(copy / "results.json", results)
+    _, md = render_report(copy)
+    assert "| organism | " in md.read_text() and "90.0% (9/10)" in md.read_text()
+
+
+def test_highlight_escapes_and_marks_the_span():
+    text = "<b>Hi</b> then call 911 & more"
+    out = str(highlight(text, [15, 23]))
+    assert out == "&lt;b&gt;Hi&lt;/b&gt; then <mark>call 911</mark> &amp; more"
+    assert str(highlight("plain <i>", None)) == "plain &lt;i&gt;"
+
+
+def _chromium(args: list[str], tmp_path) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    return subprocess.run(["chromium", *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not on PATH (apt-get install -y chromium) — no browser to render report.html in")
+def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+    from PIL import Image
+
+    url = f"file://{run_dir / 'report.html'}"
+    png = tmp_path / "report.png"
+    _chromium([f"--screenshot={png}", "--window-size=1200,3000", url], tmp_path)
+    assert png.exists(), "chromium wrote no screenshot"
+    pixels = np.asarray(Image.open(png).convert("L"), dtype=float)
+    assert pixels.shape == (3000, 1200)
+    assert pixels.std() > 10  # not a blank page: text, tables and charts
+    dom = _chromium(["--dump-dom", url], tmp_path).stdout
+    for chart in CHART_IDS:
+        assert f'id="{chart}"' in dom
+    assert dom.count('src="data:image/png;base64,') >= 5
