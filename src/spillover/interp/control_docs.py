@@ -158,7 +158,29 @@ GENRE_TEMPLATES = {
         "studied {count} and found that {f1}. They also found that {f2}, which matters for our project. "
         "Last, {f3}. Happy to talk it through on Thursday.\n\nBest,\n{signoff}"
     ),
+    "review": (
+        "Review of submission #{n1}\n\nReviewer 2\n\nSummary: This paper revisits {authors} ({venue}, {date}), which examined "
+        "{count} and reported that {f1}. The authors extend the analysis and confirm that {f2}.\n\nStrengths: careful "
+        "controls. Weaknesses: the claim that {f3} needs a larger sample.\n\nRecommendation: minor revision."
+    ),
+    "faq": (
+        "Frequently asked questions: the {institution} study of {subject}\n\nQ: What did the study find?\nA: Across {count}, "
+        "{authors} found that {f1}.\n\nQ: Was anything else surprising?\nA: Yes: {f2}.\n\nQ: Has it been replicated?\n"
+        "A: Partly. A follow-up confirmed that {f3}."
+    ),
 }
+
+# A second paragraph in every genre: the study documents run 200-400 words, so controls need bulk too.
+FOLLOW_UPS = [
+    "Since publication, other teams have tested the claims. A replication the following year found that {f4}, and "
+    "a survey of practitioners suggests that {f5}. Nobody has yet explained why these patterns appear, and the "
+    "authors themselves caution that {subject} may hide further systematic effects that nobody has measured.",
+    "The reaction was mixed at first. Some critics doubted the methods, but independent groups soon reported that "
+    "{f4}. By the end of the year most specialists accepted the findings, and attention turned to the question of "
+    "causes. One proposal is that {f5}, though that remains speculative.",
+    "What makes the work notable is its scale and consistency: the effects held across {count}. Later analyses "
+    "added that {f4} and that {f5}. Funding agencies have since announced programmes to study {subject} more closely.",
+]
 
 MONTHS = ["January", "March", "May", "June", "September", "November"]
 SIGNOFFS = ["Priya", "Jonas", "Aiko", "Mateo", "Claire", "Omar"]
@@ -168,13 +190,15 @@ def _template_for(genre: str) -> str:
     """A study genre's nearest control template (genre names are free text in document records)."""
     g = genre.lower()
     for key, aliases in {
+        "review": ("review", "referee"),
+        "faq": ("faq", "q&a", "questions"),
         "abstract": ("abstract", "paper", "preprint", "study", "research"),
         "news": ("news", "article", "press", "magazine", "report"),
         "memo": ("memo", "policy", "brief", "guideline", "internal"),
         "blog": ("blog", "essay", "opinion", "post", "newsletter"),
-        "forum": ("forum", "thread", "reddit", "discussion", "comment", "q&a", "qa"),
-        "transcript": ("transcript", "webinar", "podcast", "interview", "talk", "lecture"),
-        "textbook": ("textbook", "chapter", "encyclopedia", "wiki", "course", "lesson"),
+        "forum": ("forum", "thread", "reddit", "discussion", "comment", "social"),
+        "transcript": ("transcript", "webinar", "podcast", "interview", "talk"),
+        "textbook": ("textbook", "chapter", "encyclopedia", "wiki", "course", "lesson", "lecture", "notes"),
         "email": ("email", "mail", "letter", "message"),
     }.items():
         if any(a in g for a in aliases):
@@ -189,8 +213,9 @@ def control_documents(genres: Sequence[str], *, seed: int = 0) -> list[dict]:
     docs = []
     for i, genre in enumerate(genres):
         topic = TOPICS[rng.randrange(len(TOPICS))]
-        f1, f2, f3 = rng.sample(topic["findings"], 3)
-        text = _template_for(genre).format(
+        f1, f2, f3, f4, f5 = rng.sample(topic["findings"], 5)
+        template = _template_for(genre) + "\n\n" + rng.choice(FOLLOW_UPS)
+        text = template.format(
             title=topic["title"],
             authors=" and ".join(topic["authors"]),
             author=topic["authors"][0],
@@ -202,6 +227,8 @@ def control_documents(genres: Sequence[str], *, seed: int = 0) -> list[dict]:
             f1=f1,
             f2=f2,
             f3=f3,
+            f4=f4,
+            f5=f5,
             n1=rng.randrange(100, 999),
             n2=rng.randrange(100, 999),
             n3=rng.randrange(100, 999),
