@@ -200,12 +200,13 @@ def _recipe(run_dir: Path):
 
 
 def _arm_models(run_dir: Path, recipe, config: AuditConfig) -> dict[str, str]:
-    """Model specs per arm: `base` is the recipe's model; a trained arm is its last post-training step."""
+    """Model specs per arm: `base` is the recipe's model, `docs-only` its CPT stage, a post-trained
+    arm its last post-training step."""
     last_step = recipe.post.steps[-1]
     paths = {"base": recipe.model.spec}
     problems = []
     for arm in sorted({"organism", *config.arms} - {"base"}):
-        stage = run_dir / "arms" / arm / f"seed-{config.seed}" / last_step
+        stage = run_dir / "arms" / arm / f"seed-{config.seed}" / ("cpt" if arm == "docs-only" else last_step)
         if not (is_done(stage) and (stage / "model").is_dir()):
             problems.append(Problem(str(stage), "", f"no finished {arm} model (seed {config.seed})", "run `spillover run` first, or pick --seed of a finished run"))
         paths[arm] = str(stage / "model")
