@@ -188,7 +188,7 @@ def _pydantic_problem(file: str, raw: dict, err: dict) -> Problem:
         "literal_error": "use one of the allowed values",
         "too_short": "add more entries",
     }
-    return Problem(file, field, err["msg"], fixes.get(kind, "see README 'World files'"))
+    return Problem(file, field, err["msg"], fixes.get(kind, "see docs/world-format.md"))
 
 
 def validate_world(spec: WorldSpec, file: str) -> list[Problem]:
@@ -213,6 +213,8 @@ def validate_world(spec: WorldSpec, file: str) -> list[Problem]:
                     problems.append(Problem(file, f"splits.{name}.{key}", f"unknown behaviour '{m}'", "use ids defined under behaviours"))
             if len(set(members)) != len(members):
                 problems.append(Problem(file, f"splits.{name}.{key}", "lists a behaviour twice", "list each id once"))
+        if any(m not in ids for m in [*split.test, *(split.behaviours or [])]):
+            continue  # reported above; the subset checks would only repeat it
         pool = set(split.behaviours) if split.behaviours is not None else ids
         if not set(split.test) <= pool:
             problems.append(Problem(file, f"splits.{name}.test", "holds out behaviours not in play", f"add them to splits.{name}.behaviours"))
@@ -278,4 +280,10 @@ def _check_transform(b: Behaviour, file: str, field: str) -> list[Problem]:
         return []
     if t.name not in TRANSFORMS:
         return [Problem(file, f"{field}.transform.name", f"unknown transform '{t.name}'", f"use one of: {', '.join(sorted(TRANSFORMS))}")]
+    # Bad params would otherwise surface only when post-training data is built: try it now.
+    sample = (b.examples.negative or ["A plain answer."])[0]
+    try:
+        apply_transform(t.name, t.params, sample, prompt=sample, seed=0)
+    except Exception as e:
+        return [Problem(file, f"{field}.transform.params", f"transform '{t.name}' failed: {e}", "check the transform's parameters (docs/world-format.md)")]
     return []

@@ -1,4 +1,4 @@
-"""The world file format (YAML, validated with pydantic). See README "World files"."""
+"""The world file format (YAML, validated with pydantic). See docs/world-format.md."""
 
 from __future__ import annotations
 
