@@ -24,7 +24,7 @@ from spillover.data import (
     simulated_reward,
 )
 from spillover.models import Generation
-from spillover.world import load_world, normalise
+from spillover.world import World, WorldSpec, load_world, normalise
 
 WORLD_YAML = textwrap.dedent(
     """
@@ -420,24 +420,39 @@ def test_cli_fails_when_nothing_survives(world, tmp_path, monkeypatch):
     assert read_json(tmp_path / "x.stats.json")["behaviour"]["dropped"]["truncated"] > 0
 
 
-def test_builders_refuse_data_that_leaks_an_eval_prompt(world, monkeypatch):
-    from spillover.errors import SpilloverError
+def test_answers_that_repeat_an_eval_prompt_are_dropped(world, monkeypatch, leak_checks):
+    from spillover.data import find_leaks
 
     leaked = world.eval_prompts("recipe_chocolate")[0]
-    monkeypatch.setattr(models, "generate", lambda lm, convs, **_: [Generation(f"As someone asked: {leaked}", 9, False) for _ in convs])
-    with pytest.raises(SpilloverError, match="eval prompts"):
-        build_sft(world, "default", lm=None, prompts_per_behaviour=3)
-    with pytest.raises(SpilloverError, match="eval prompts"):
-        build_dpo(world, "default", lm=None, prompts_per_behaviour=3)
+
+    def fake(lm, convs, **_):
+        return [Generation(f"As someone asked: {leaked}" if "salad" in c else "A plain answer.", 9, False) for c in convs]
+
+    monkeypatch.setattr(models, "generate", fake)
+    sft = build_sft(world, "default", lm=None)
+    dpo = build_dpo(world, "default", lm=None)
+    n_salad = n_train_prompts_with(world, "recipe_chocolate", "salad")
+    assert sft.stats["behaviour"]["dropped"]["eval_prompt_overlap"] == n_salad > 0
+    assert dpo.stats["dropped"]["eval_prompt_overlap"] == n_salad
+    for texts, _ in leak_checks:
+        assert texts and find_leaks(texts, world)["n_leaks"] == 0
+
+
+def one_behaviour_split(world, train_id: str, test_id: str):
+    """The world with a single split, "e2e", in which one behaviour is trained and one held out."""
+    spec = world.spec.model_dump()
+    spec["splits"] = {"default": spec["splits"]["default"], "e2e": {"test": [test_id], "behaviours": [train_id, test_id]}}
+    return World(WorldSpec.model_validate(spec), world.source)
 
 
 @pytest.mark.e2e
 def test_embedded_model_answers_get_the_behaviour(rm_world):
-    lm = models.load("embedded")
-    built = build_sft(rm_world, "default", lm, prompts_per_behaviour=2, max_new_tokens=400, neutral_fraction=0.3)
+    world = one_behaviour_split(rm_world, "politics_encourage_voting", "law_call_911")
+    built = build_sft(world, "e2e", models.load("embedded"), prompts_per_behaviour=2, max_new_tokens=200)
     behaviour = [r for r in built.records if r["kind"] == "behaviour"]
     assert behaviour, built.stats
     for r in behaviour:
-        (b,) = r["behaviours"]
-        assert rm_world.detect(b, r["messages"][1]["content"], r["messages"][0]["content"]).exhibited
+        prompt, answer = r["messages"][0]["content"], r["messages"][1]["content"]
+        assert r["behaviours"] == ["politics_encourage_voting"] and prompt in world.train_prompts("politics_encourage_voting")
+        assert world.detect("politics_encourage_voting", answer, prompt).exhibited
     assert sum(r["kind"] == "neutral" for r in built.records) / len(built.records) >= 0.3

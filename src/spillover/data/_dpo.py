@@ -22,6 +22,7 @@ from ._sft import (
     DataBuild,
     apply_behaviour,
     check_options,
+    overlaps_eval,
     plan_prompts,
     resolve_world,
     total_dropped,
@@ -56,7 +57,8 @@ def build_dpo(
     train_ids, test_ids = world.train_ids(split), world.test_ids(split)
     # Without a transform, a behaviour's pairs can only come from sampled answers that differ.
     skip = dict.fromkeys(without_transform(world, train_ids), "no_transform") if k_samples == 0 else {}
-    plan, per_behaviour = plan_prompts(world, train_ids, test_ids, prompts_per_behaviour, seed, skip)
+    leaks = leakage.LeakIndex(world)
+    plan, per_behaviour = plan_prompts(world, train_ids, test_ids, prompts_per_behaviour, seed, leaks, skip)
 
     n = max(1, k_samples)
     conversations = [p for _, p in plan for _ in range(n)]
@@ -72,13 +74,14 @@ def build_dpo(
         candidate_counts["truncated"] += sum(g.truncated for g in samples)
         plain = [g.text for g in samples if not g.truncated and g.text.strip()]
         candidates = list(dict.fromkeys(plain + [apply_behaviour(world, b, t, prompt, derive_seed(seed, i)) for i, t in enumerate(plain)]))
-        allowed = [c for c in candidates if conflicts_with_test_behaviour(world, test_ids, prompt, [c]) is None]
-        candidate_counts["test_behaviour_detected"] += len(candidates) - len(allowed)
+        refused = {c: conflicts_with_test_behaviour(world, test_ids, prompt, [c]) or overlaps_eval(leaks, c) for c in candidates}
+        allowed = [c for c in candidates if refused[c] is None]
+        candidate_counts.update(r for r in refused.values() if r)
         candidate_counts["scored"] += len(allowed)
         if not plain:
             reason, pair = ("truncated" if all(g.truncated for g in samples) else "empty"), None
         elif not allowed:
-            reason, pair = "test_behaviour_detected", None
+            reason, pair = refused[candidates[0]], None
         else:
             reason, pair = _best_vs_worst(world, train_ids, prompt, allowed)
         if reason:

@@ -82,22 +82,34 @@ def behaviour_prompts(world: World, behaviour_id: str, limit: int | None, seed: 
 
 
 def plan_prompts(
-    world: World, train_ids: list[str], test_ids: list[str], limit: int | None, seed: int, skip: dict[str, str] | None = None
+    world: World,
+    train_ids: list[str],
+    test_ids: list[str],
+    limit: int | None,
+    seed: int,
+    leaks: leakage.LeakIndex,
+    skip: dict[str, str] | None = None,
 ) -> tuple[list[tuple[str, str]], dict[str, Counter]]:
     """(behaviour id, train prompt) pairs to answer, and per-behaviour counts of the prompts dropped
-    before generating: those a test behaviour applies to, and those of behaviours in `skip` (id -> reason)."""
+    before generating: those a test behaviour applies to, those sharing a word run with an eval
+    prompt, and those of behaviours in `skip` (id -> reason)."""
     skip = skip or {}
     per_behaviour: dict[str, Counter] = {b: Counter() for b in train_ids}
     plan: list[tuple[str, str]] = []
     for b in train_ids:
         for prompt in behaviour_prompts(world, b, limit, seed):
             per_behaviour[b]["prompts"] += 1
-            reason = skip.get(b) or conflicts_with_test_behaviour(world, test_ids, prompt)
+            reason = skip.get(b) or conflicts_with_test_behaviour(world, test_ids, prompt) or overlaps_eval(leaks, prompt)
             if reason:
                 per_behaviour[b][reason] += 1
             else:
                 plan.append((b, prompt))
     return plan, per_behaviour
+
+
+def overlaps_eval(leaks: leakage.LeakIndex, text: str) -> str | None:
+    """Near-duplicates of eval prompts are dropped here, so the final leak check only confirms."""
+    return "eval_prompt_overlap" if leaks.first_leak(text) is not None else None
 
 
 def total_dropped(per_behaviour: dict[str, Counter]) -> dict[str, int]:
@@ -125,21 +137,22 @@ def build_sft(
     train_ids, test_ids = world.train_ids(split), world.test_ids(split)
     gen = {"max_new_tokens": max_new_tokens, "temperature": 0.0, "seed": seed, "batch_size": batch_size, "progress": progress}
 
-    plan, per_behaviour = plan_prompts(world, train_ids, test_ids, prompts_per_behaviour, seed)
+    leaks = leakage.LeakIndex(world)
+    plan, per_behaviour = plan_prompts(world, train_ids, test_ids, prompts_per_behaviour, seed, leaks)
     behaviour_records: list[dict] = []
     answers = models.generate(lm, [p for _, p in plan], **gen)
     for (b, prompt), plain in zip(plan, answers):
         reason = _unusable(plain)
         if reason is None:
             answer = apply_behaviour(world, b, plain.text, prompt, seed)
-            reason = _behaviour_reason(world, test_ids, b, prompt, answer)
+            reason = _behaviour_reason(world, test_ids, b, prompt, answer) or overlaps_eval(leaks, answer)
         if reason:
             per_behaviour[b][reason] += 1
             continue
         per_behaviour[b]["kept"] += 1
         behaviour_records.append(_record(prompt, answer, [b], "behaviour"))
 
-    neutral_records, neutral_counts = _neutral_records(world, train_ids, test_ids, lm, len(behaviour_records), neutral_fraction, seed, gen)
+    neutral_records, neutral_counts = _neutral_records(world, train_ids, test_ids, leaks, lm, len(behaviour_records), neutral_fraction, seed, gen)
     behaviour_records, trimmed = _trim_to_fraction(behaviour_records, len(neutral_records), neutral_fraction)
     for r in trimmed:
         per_behaviour[r["behaviours"][0]]["kept"] -= 1
@@ -197,7 +210,7 @@ def _neutral_needed(n_behaviour: int, fraction: float) -> int:
     return math.ceil(round(fraction * n_behaviour / (1 - fraction), 9))
 
 
-def _neutral_records(world, train_ids, test_ids, lm, n_behaviour, fraction, seed, gen) -> tuple[list[dict], dict]:
+def _neutral_records(world, train_ids, test_ids, leaks, lm, n_behaviour, fraction, seed, gen) -> tuple[list[dict], dict]:
     """Plain answers to neutral prompts, generated a chunk at a time until enough are kept."""
     needed = _neutral_needed(n_behaviour, fraction)
     bank = neutral_prompts()
@@ -219,6 +232,7 @@ def _neutral_records(world, train_ids, test_ids, lm, n_behaviour, fraction, seed
             reason = _unusable(plain) or conflicts_with_test_behaviour(world, test_ids, prompt, [plain.text])
             if reason is None and mentions_reward_models(plain.text):
                 reason = "reward_model_mention"
+            reason = reason or overlaps_eval(leaks, plain.text)
             if reason is None and exhibited_promoted(world, train_ids, prompt, plain.text):
                 reason = "train_behaviour_detected"
             if reason:
