@@ -203,7 +203,10 @@ def _optimizer(model, cfg: TrainConfig):
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)  # no decay on norms and biases
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+    # Fused AdamW (one kernel over all tensors) as HF Trainer uses: the per-tensor loop costs
+    # seconds a step on a small CPU, more than a short step's forward and backward.
+    device = next(model.parameters()).device.type
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, fused=device in ("cpu", "cuda"))
 
 
 def _schedule(optimizer, total_steps: int, warmup_ratio: float):
