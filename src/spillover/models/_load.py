@@ -57,6 +57,8 @@ def resolve(spec: str = DEFAULT_MODEL) -> Path:
             raise ModelLoadError(f"GGUF file not found: {path}")
         return convert_gguf(path.resolve())
     if path.is_dir():
+        if (path / "DONE").exists() and (path / "model" / "config.json").exists():
+            return (path / "model").resolve()  # a finished training stage: its model/ holds the weights
         if not (path / "config.json").exists():
             raise ModelLoadError(f"{path} is a directory but has no config.json; pass a Hugging Face model directory")
         return path.resolve()
