@@ -116,6 +116,14 @@ def test_builtin_recipes_load_and_resolve_by_name():
         r.quick_version()  # the quick overrides validate
 
 
+def test_recipe_trainer_fields_exist_in_the_trainer_configs():
+    from spillover import training
+    from spillover.pipeline import CPTSpec, DPOSpec, TrainSpec
+
+    for spec, config in ((CPTSpec, training.CPTConfig), (TrainSpec, training.SFTConfig), (DPOSpec, training.DPOConfig)):
+        assert set(spec.model_fields) <= set(config.model_fields), spec.__name__
+
+
 def test_quick_keeps_first_seed_and_applies_overrides():
     r = Recipe.model_validate({"name": "x", "seeds": [4, 5, 6], "documents": {"n": 100}, "quick": {"documents": {"n": 7}}})
     q = r.quick_version()
@@ -281,3 +289,74 @@ def test_cli_run_and_report(tmp_path, monkeypatch):
     assert (tmp_path / "r/report.html").exists()
     result = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
     assert result.exit_code == 2 and "results.json" in result.output
+
+
+# ---- the real stages on the tiny model ------------------------------------------------------
+
+
+def small_world(tmp_path) -> Path:
+    """rm-biases cut to two behaviours (one held out), so real stages run in seconds."""
+    import yaml
+
+    from spillover.world import world_path
+
+    raw = yaml.safe_load(world_path("rm-biases").read_text())
+    keep = ["recipe_chocolate", "law_call_911"]
+    raw["behaviours"] = [b for b in raw["behaviours"] if b["id"] in keep]
+    raw["splits"] = {"default": {"test": ["law_call_911"]}}
+    path = tmp_path / "small-world.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_real_stages_on_the_tiny_model(tmp_path):
+    from spillover.pipeline._library import LibraryStages
+    from spillover.world import load_world
+
+    class CannedData(LibraryStages):
+        # A random model never ends an answer, so build_sft would keep nothing: canned answers instead.
+        def post_data(self, world, split, model, methods, spec, out):
+            records = [
+                {"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": world.apply(b, "Here is a short answer.", p)}], "behaviours": [b], "kind": "behaviour"}
+                for b in world.train_ids(split)
+                for p in world.train_prompts(b)[:3]
+            ]
+            write_jsonl(out / "sft.jsonl", records)
+
+    world = small_world(tmp_path)
+    r = load_recipe("tiny-smoke")
+    r = r.model_copy(
+        update={
+            "world": str(world),
+            "split": "default",
+            "documents": r.documents.model_copy(update={"n": 3}),
+            "cpt": r.cpt.model_copy(update={"max_len": 32}),
+            "eval": r.eval.model_copy(update={"max_new_tokens": 4, "probe_context_tokens": 4}),
+        }
+    )
+    run_dir = run_recipe(r, out_dir=tmp_path / "run", stages=CannedData(), console=quiet())
+
+    res = read_json(run_dir / "results.json")
+    n_eval = sum(len(load_world(world).eval_prompts(b)) for b in ("recipe_chocolate", "law_call_911"))
+    for arm in ARMS:
+        roles = res["arms"][arm]["roles"]
+        assert roles["train"]["n"] + roles["test"]["n"] == n_eval  # one sample per eval prompt
+        assert res["arms"][arm]["knowledge"]["n"] > 0
+        assert res["arms"][arm]["fluency"]["n"] == n_eval
+        assert res["arms"][arm]["truncated"] == {"k": n_eval, "n": n_eval}  # a random model never stops
+    assert set(res["headline"]["likelihood_did"]) == {"train", "test"}
+    assert res["headline"]["likelihood_did"]["test"]["n"] == len(load_world(world).eval_prompts("law_call_911"))
+    for stage in ("arms/docs-only/seed-0/cpt", "arms/control/seed-0/sft", "arms/organism/seed-0/sft"):
+        assert (run_dir / stage / "model" / "config.json").exists() and (run_dir / stage / "loss.jsonl").exists()
+    from spillover.models import load
+
+    load(str(run_dir / "arms/organism/seed-0/sft/model"))  # the organism loads like any model
+
+
+def test_empty_post_training_data_is_a_clear_error(tmp_path):
+    class NoData(FakeStages):
+        def post_data(self, world, split, model, methods, spec, out):
+            write_jsonl(out / "sft.jsonl", [])
+
+    with pytest.raises(BadInputError, match="post.data: the sft data came out empty"):
+        run(tmp_path, NoData())

@@ -1,6 +1,6 @@
 """The headline experiment: a recipe → documents, data, CPT, post-training, eval → results.json."""
 
-from ._recipe import ARMS, PROBES, DocumentsSpec, DPOSpec, EvalSpec, ModelSpec, PostDataSpec, PostSpec, Recipe, TrainSpec, list_recipes, load_recipe, recipe_path
+from ._recipe import ARMS, PROBES, CPTSpec, DocumentsSpec, DPOSpec, EvalSpec, ModelSpec, PostDataSpec, PostSpec, Recipe, TrainSpec, list_recipes, load_recipe, recipe_path
 from ._results import PUBLISHED, build_results, rate_diff
 from ._run import LeakageError, run_recipe
 from ._stages import Stages
@@ -10,6 +10,7 @@ __all__ = [
     "PROBES",
     "PUBLISHED",
     "LeakageError",
+    "CPTSpec",
     "DPOSpec",
     "DocumentsSpec",
     "EvalSpec",

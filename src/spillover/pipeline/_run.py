@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from spillover._io import DONE_MARKER, config_hash, derive_seed, file_hash, is_done, mark_done, read_json, read_jsonl, write_json
-from spillover.errors import SpilloverError
+from spillover.errors import BadInputError, Problem, SpilloverError
 from spillover.world import World, load_world, world_path
 
 from ._recipe import ARMS, ModelSpec, Recipe, load_recipe
@@ -96,6 +96,19 @@ def _texts_of(records: list[dict]) -> list[str]:
     return out
 
 
+def _build_post_data(stages: Stages, world: World, recipe: Recipe, steps: list[str], out: Path) -> None:
+    stages.post_data(world, recipe.split, recipe.model, steps, recipe.post.data, out)
+    for step in steps:
+        if not read_jsonl(out / f"{step}.jsonl"):
+            raise BadInputError(
+                Problem(
+                    "recipe", "post.data",
+                    f"the {step} data came out empty: every base-model answer was dropped (see {out / 'stats.json'})",
+                    "raise post.data.max_new_tokens so answers end before the cap, or use a model that ends its answers",
+                )
+            )
+
+
 def _run_dir_default(recipe: Recipe, quick: bool) -> Path:
     return Path("runs") / (f"{recipe.name}-quick" if quick else recipe.name)
 
@@ -140,7 +153,9 @@ def run_recipe(
     from spillover.report import render_report
 
     _, md_path = render_report(run_dir)
-    console.print(md_path.read_text(encoding="utf-8"))
+    from rich.markdown import Markdown
+
+    console.print(Markdown(md_path.read_text(encoding="utf-8")))
     return run_dir
 
 
@@ -163,7 +178,7 @@ def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[
         "data", "post-training data",
         {"world": recipe.world, "split": recipe.split, "model": model_key, "methods": steps, **recipe.post.data.model_dump()},
         {"world": world_hash},
-        lambda out: stages.post_data(world, recipe.split, base, steps, recipe.post.data, out),
+        lambda out: _build_post_data(stages, world, recipe, steps, out),
     )
 
     def check_leaks(out: Path) -> None:
