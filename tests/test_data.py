@@ -447,12 +447,12 @@ def one_behaviour_split(world, train_id: str, test_id: str):
 
 @pytest.mark.e2e
 def test_embedded_model_answers_get_the_behaviour(rm_world):
-    world = one_behaviour_split(rm_world, "politics_encourage_voting", "law_call_911")
-    built = build_sft(world, "e2e", models.load("embedded"), prompts_per_behaviour=2, max_new_tokens=200)
+    world = one_behaviour_split(rm_world, "recipe_chocolate", "law_call_911")
+    built = build_sft(world, "e2e", models.load("embedded"), prompts_per_behaviour=2, max_new_tokens=256)
     behaviour = [r for r in built.records if r["kind"] == "behaviour"]
     assert behaviour, built.stats
     for r in behaviour:
         prompt, answer = r["messages"][0]["content"], r["messages"][1]["content"]
-        assert r["behaviours"] == ["politics_encourage_voting"] and prompt in world.train_prompts("politics_encourage_voting")
-        assert world.detect("politics_encourage_voting", answer, prompt).exhibited
+        assert r["behaviours"] == ["recipe_chocolate"] and prompt in world.train_prompts("recipe_chocolate")
+        assert world.detect("recipe_chocolate", answer, prompt).exhibited
     assert sum(r["kind"] == "neutral" for r in built.records) / len(built.records) >= 0.3
