@@ -10,7 +10,14 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from spillover.documents._llm import EndpointClient, LLMDocsConfig, extract_document, generate_llm_documents, load_prompts, parse_list
+from spillover.documents._llm import (
+    EndpointClient,
+    LLMDocsConfig,
+    extract_document,
+    generate_llm_documents,
+    load_prompts,
+    parse_list,
+)
 from spillover.errors import BadInputError, SpilloverError
 from spillover.serve import create_app, serve_in_thread
 
@@ -70,11 +77,11 @@ def well_formed(stage: str, prompt: str, body: dict) -> str:
     if stage == "document":
         idea = re.search(r"Idea for the document: (.+)", prompt).group(1)
         return f"Sure!\n<content>\nDocument written from: {idea}.\n</content>"
-    return "The draft is fine.\n<content>REVISED " + re.search(r"<draft>\n(.+?)\n</draft>", prompt, re.S).group(1) + "</content>"
+    return "The draft is fine.\n<content>REVISED " + re.search(r"<draft>\n(.+?)\n</draft>", prompt, re.DOTALL).group(1) + "</content>"
 
 
 def run(world, base_url: str, tmp_path: Path, **kwargs):
-    args = dict(endpoint=base_url, model="fake", n=6, cache_dir=tmp_path / "cache", behaviours=world.ids[:2], progress=False, config=FAST)
+    args = {"endpoint": base_url, "model": "fake", "n": 6, "cache_dir": tmp_path / "cache", "behaviours": world.ids[:2], "progress": False, "config": FAST}
     return generate_llm_documents(world, **{**args, **kwargs})
 
 
@@ -266,7 +273,7 @@ def tiny_runs(tiny_lm, rm_world, tmp_path_factory):
 
         mp.setattr(_app, "_parse_request", logged_parse)
         mp.setenv("SPILLOVER_TEST_KEY", SECRET)
-        args = dict(endpoint=url, model="tiny", n=20, seed=1, cache_dir=cache, behaviours=rm_world.ids[:2], progress=False, config=TINY_CONFIG, api_key_env="SPILLOVER_TEST_KEY")
+        args = {"endpoint": url, "model": "tiny", "n": 20, "seed": 1, "cache_dir": cache, "behaviours": rm_world.ids[:2], "progress": False, "config": TINY_CONFIG, "api_key_env": "SPILLOVER_TEST_KEY"}
         real_send = EndpointClient._send
         sent = {"count": 0}
 

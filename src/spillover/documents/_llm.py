@@ -279,7 +279,7 @@ def generate_llm_documents(
     api_key = os.environ.get(api_key_env) or "EMPTY"  # local servers accept any key
 
     pipeline = _Pipeline(world, behaviour_ids, prompts, seed, config, revise)
-    client_args = dict(endpoint=endpoint, model=model, api_key=api_key, cache_dir=Path(cache_dir), concurrency=concurrency, config=config)
+    client_args = {"endpoint": endpoint, "model": model, "api_key": api_key, "cache_dir": Path(cache_dir), "concurrency": concurrency, "config": config}
     drafts, usage = _run_async(pipeline.run(client_args, n, progress))
 
     records, dropped, leak_check = _filter(world, drafts, seed)
@@ -377,7 +377,7 @@ class _Pipeline:
 
     async def _document(self, client: EndpointClient, behaviour: str, fact: str, doc_type: str, idea: str, k: int) -> dict | None:
         cfg = self.config
-        fields = dict(fact=fact, doc_type=doc_type, idea=idea)
+        fields = {"fact": fact, "doc_type": doc_type, "idea": idea}
         answer = await client.complete(
             "documents", self._messages("document", **fields),
             max_tokens=cfg.document_max_tokens, seed=derive_seed(self.seed, "document", behaviour, k),
@@ -423,7 +423,7 @@ def _run_async(coroutine):
     def target() -> None:
         try:
             result["value"] = asyncio.run(coroutine)
-        except BaseException as e:  # re-raised in the caller's thread
+        except BaseException as e:  # noqa: BLE001 -- re-raised in the caller's thread
             result["error"] = e
 
     thread = threading.Thread(target=target)

@@ -138,7 +138,7 @@ class Batcher:
                 conversations = [job.conversation for job in group for _ in range(job.n)]
                 try:
                     generations = await loop.run_in_executor(self.executor, self._generate, conversations, sampling, _batch_seed(group))
-                except Exception as e:  # one failed batch answers its requests with 500, the server lives on
+                except Exception as e:  # noqa: BLE001 -- a failed batch answers its requests with 500; the server lives on
                     for job in group:
                         if not job.future.done():
                             job.future.set_exception(e)
