@@ -13,7 +13,14 @@ from typer.testing import CliRunner
 
 from spillover._io import read_json, write_json, write_jsonl
 from spillover.errors import BadInputError
-from spillover.pipeline import LeakageError, Recipe, load_recipe, rate_diff, recipe_path, run_recipe
+from spillover.pipeline import (
+    LeakageError,
+    Recipe,
+    load_recipe,
+    rate_diff,
+    recipe_path,
+    run_recipe,
+)
 from spillover.pipeline._results import likelihood_did, pool
 
 REPO = Path(__file__).resolve().parents[1]

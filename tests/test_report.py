@@ -68,7 +68,7 @@ def test_highlight_escapes_and_marks_the_span():
 def _chromium(args: list[str], tmp_path) -> subprocess.CompletedProcess:
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
-    return subprocess.run(["chromium", *flags, *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(["chromium", *flags, *args], check=False, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not on PATH (apt-get install -y chromium) — no browser to render report.html in")

@@ -1,6 +1,21 @@
 """The headline experiment: a recipe → documents, data, CPT, post-training, eval → results.json."""
 
-from ._recipe import ARMS, PROBES, CPTSpec, DocumentsSpec, DPOSpec, EvalSpec, ModelSpec, PostDataSpec, PostSpec, Recipe, TrainSpec, list_recipes, load_recipe, recipe_path
+from ._recipe import (
+    ARMS,
+    PROBES,
+    CPTSpec,
+    DocumentsSpec,
+    DPOSpec,
+    EvalSpec,
+    ModelSpec,
+    PostDataSpec,
+    PostSpec,
+    Recipe,
+    TrainSpec,
+    list_recipes,
+    load_recipe,
+    recipe_path,
+)
 from ._results import PUBLISHED, build_results, rate_diff
 from ._run import LeakageError, run_recipe
 from ._stages import Stages
@@ -9,11 +24,11 @@ __all__ = [
     "ARMS",
     "PROBES",
     "PUBLISHED",
-    "LeakageError",
     "CPTSpec",
     "DPOSpec",
     "DocumentsSpec",
     "EvalSpec",
+    "LeakageError",
     "ModelSpec",
     "PostDataSpec",
     "PostSpec",

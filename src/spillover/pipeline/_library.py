@@ -12,7 +12,15 @@ from pathlib import Path
 from spillover._io import read_jsonl, write_json, write_jsonl
 from spillover.world import World
 
-from ._recipe import CPTSpec, DocumentsSpec, DPOSpec, EvalSpec, ModelSpec, PostDataSpec, TrainSpec
+from ._recipe import (
+    CPTSpec,
+    DocumentsSpec,
+    DPOSpec,
+    EvalSpec,
+    ModelSpec,
+    PostDataSpec,
+    TrainSpec,
+)
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -62,7 +70,7 @@ class LibraryStages:
 
         lm = load_model(model)
         stats = {}
-        common = dict(seed=spec.seed, max_new_tokens=spec.max_new_tokens, prompts_per_behaviour=spec.prompts_per_behaviour)
+        common = {"seed": spec.seed, "max_new_tokens": spec.max_new_tokens, "prompts_per_behaviour": spec.prompts_per_behaviour}
         if "sft" in methods:
             built = build_sft(world, split, lm, neutral_fraction=spec.neutral_fraction, **common)
             write_jsonl(out / "sft.jsonl", built.records)

@@ -17,7 +17,17 @@ from pathlib import Path
 
 from rich.console import Console
 
-from spillover._io import DONE_MARKER, config_hash, derive_seed, file_hash, is_done, mark_done, read_json, read_jsonl, write_json
+from spillover._io import (
+    DONE_MARKER,
+    config_hash,
+    derive_seed,
+    file_hash,
+    is_done,
+    mark_done,
+    read_json,
+    read_jsonl,
+    write_json,
+)
 from spillover.errors import BadInputError, Problem, SpilloverError
 from spillover.world import World, load_world, world_path
 
@@ -75,7 +85,7 @@ class _Runner:
 
 
 def _clock(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
+    m, s = divmod(round(seconds), 60)
     return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
 
 
@@ -213,7 +223,7 @@ def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[
             str(cpt_dir.relative_to(run_dir)), f"cpt  docs-only  seed {seed}",
             {"step": "cpt", "model": model_key, "seed": cpt_seed, **recipe.cpt.model_dump()},
             {"documents": docs_hash},
-            lambda out: stages.cpt(base, docs_dir / "docs.jsonl", recipe.cpt, cpt_seed, out),
+            lambda out, cpt_seed=cpt_seed: stages.cpt(base, docs_dir / "docs.jsonl", recipe.cpt, cpt_seed, out),
         )
         models["docs-only"] = (_trained(cpt_dir, base), {"model": cpt_hash})
 
@@ -249,14 +259,14 @@ def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[
                 f"eval/{arm}/seed-{seed}", f"eval {arm:<10} seed {seed}",
                 {"arm": arm, "seed": eval_seed, "split": recipe.split, **eval_config},
                 {**inputs, "world": world_hash, **({"base": config_hash(model_key)} if eval_config["fluency"] else {})},
-                lambda out, model=model, arm=arm: stages.evaluate(model, base, world, recipe.split, recipe.eval, arm, eval_seed, out),
+                lambda out, model=model, arm=arm, eval_seed=eval_seed: stages.evaluate(model, base, world, recipe.split, recipe.eval, arm, eval_seed, out),
             )
             if probes:
                 runner.stage(
                     f"probes/{arm}/seed-{seed}", f"probes {arm:<10} seed {seed}",
                     {"arm": arm, "seed": probe_seed, "split": recipe.split, **probe_config},
                     {**inputs, "world": world_hash, **({"contexts": contexts_hash} if contexts_hash else {})},
-                    lambda out, model=model: stages.probes(
+                    lambda out, model=model, probe_seed=probe_seed: stages.probes(
                         model, world, recipe.split, recipe.eval, contexts_dir / "contexts.jsonl" if contexts_hash else None, probe_seed, out
                     ),
                 )

@@ -16,7 +16,15 @@ from typing import Protocol
 
 from spillover.world import World
 
-from ._recipe import CPTSpec, DocumentsSpec, DPOSpec, EvalSpec, ModelSpec, PostDataSpec, TrainSpec
+from ._recipe import (
+    CPTSpec,
+    DocumentsSpec,
+    DPOSpec,
+    EvalSpec,
+    ModelSpec,
+    PostDataSpec,
+    TrainSpec,
+)
 
 
 class Stages(Protocol):
