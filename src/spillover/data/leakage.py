@@ -2,7 +2,10 @@
 
 Used on synthetic documents, post-training data and whole runs. Texts and prompts are compared
 after `spillover.world.normalise` (lower case, punctuation to spaces, whitespace collapsed). A text
-leaks if it contains a whole eval prompt as a run of words, or any `n`-word run (default 8) of one.
+leaks if it contains a whole eval prompt as a run of words, or any `n`-word run (default 8) of one
+that is not also a run of some *train* prompt: a template's fixed words ("can you show me a short
+Python script that") are shared by train and eval prompts by design, so finding them in training data
+says nothing about leakage; the subject words that make an eval prompt held out do.
 Lookups are set membership on word n-grams, so checking is linear in the size of the texts.
 """
 
@@ -24,8 +27,14 @@ class LeakIndex:
             raise ValueError("n must be at least 1")
         self.n = n
         # tables[length]: a run of `length` words joined by spaces -> (behaviour id, prompt) containing it.
-        # Prompts of n words or more are indexed by their n-grams, shorter ones whole.
+        # Prompts are indexed whole, and those of n words or more also by their n-grams.
         self._tables: dict[int, dict[str, tuple[str, str]]] = {}
+        shared = {
+            " ".join(words[i : i + n])
+            for b in world.behaviours
+            for words in (normalise(p).split() for p in world.train_prompts(b.id))
+            for i in range(len(words) - n + 1)
+        }
         for b in world.behaviours:
             for prompt in world.eval_prompts(b.id):
                 words = normalise(prompt).split()
@@ -34,7 +43,11 @@ class LeakIndex:
                 k = min(n, len(words))
                 table = self._tables.setdefault(k, {})
                 for i in range(len(words) - k + 1):
-                    table.setdefault(" ".join(words[i : i + k]), (b.id, prompt))
+                    key = " ".join(words[i : i + k])
+                    if k < n or key not in shared:
+                        table.setdefault(key, (b.id, prompt))
+                # The whole prompt always counts, even when each of its n-grams is shared.
+                self._tables.setdefault(len(words), {}).setdefault(" ".join(words), (b.id, prompt))
         # Which run lengths can start at a given word; only those are looked up.
         starts: dict[str, set[int]] = {}
         for k, table in self._tables.items():

@@ -3,6 +3,10 @@
 Eval prompts are never used for training: the split is made once, here, and every stage asks
 the world for `train_prompts` or `eval_prompts`. Prompts are deduplicated after normalising case,
 whitespace and punctuation *before* splitting, so the two sets are disjoint in that sense too.
+
+The split holds out whole *subjects* (the value of a template's first slot), not single prompts:
+eval asks about topics never seen in training, and a train prompt cannot share its subject's words
+(an 8-gram of an eval prompt) with a held-out one, which the leakage check would rightly flag.
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ def template_slots(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
-def expand(spec: PromptSpec) -> list[str]:
-    """All distinct prompts, in a fixed order (templates in file order, slot values in product order)."""
+def _expand_with_subjects(spec: PromptSpec) -> list[tuple[str, str]]:
+    """(prompt, subject) pairs; the subject is the first slot's value (the prompt itself if none)."""
     seen: set[str] = set()
-    out: list[str] = []
+    out: list[tuple[str, str]] = []
     for template in spec.templates:
         names = list(dict.fromkeys(template_slots(template)))
         for values in itertools.product(*(spec.slots[n] for n in names)):
@@ -40,18 +44,33 @@ def expand(spec: PromptSpec) -> list[str]:
             key = normalise(prompt)
             if key not in seen:
                 seen.add(key)
-                out.append(prompt)
+                out.append((prompt, normalise(values[0]) if values else key))
     return out
 
 
+def expand(spec: PromptSpec) -> list[str]:
+    """All distinct prompts, in a fixed order (templates in file order, slot values in product order)."""
+    return [p for p, _ in _expand_with_subjects(spec)]
+
+
 def split_prompts(behaviour_id: str, spec: PromptSpec) -> tuple[list[str], list[str]]:
-    """(train, eval): a shuffle seeded by the behaviour id, the first `eval_fraction` held out."""
-    prompts = expand(spec)
+    """(train, eval): subjects shuffled by a seed from the behaviour id, then held out whole until
+    at least `eval_fraction` of the prompts (and MIN_EVAL_PROMPTS) are eval prompts."""
+    pairs = _expand_with_subjects(spec)
+    subjects = list(dict.fromkeys(subject for _, subject in pairs))
     seed = int.from_bytes(hashlib.sha256(behaviour_id.encode()).digest()[:8], "little")
-    order = list(range(len(prompts)))
-    random.Random(seed).shuffle(order)
-    n_eval = max(MIN_EVAL_PROMPTS, math.ceil(spec.eval_fraction * len(prompts)))
-    eval_idx = set(order[:n_eval])
-    train = [p for i, p in enumerate(prompts) if i not in eval_idx]
-    evals = [p for i, p in enumerate(prompts) if i in eval_idx]
+    random.Random(seed).shuffle(subjects)
+    size = {s: 0 for s in subjects}
+    for _, subject in pairs:
+        size[subject] += 1
+    n_eval = max(MIN_EVAL_PROMPTS, math.ceil(spec.eval_fraction * len(pairs)))
+    held: set[str] = set()
+    count = 0
+    for subject in subjects[:-1]:  # always leave at least one subject for training
+        if count >= n_eval:
+            break
+        held.add(subject)
+        count += size[subject]
+    train = [p for p, s in pairs if s not in held]
+    evals = [p for p, s in pairs if s in held]
     return train, evals
