@@ -19,6 +19,7 @@ from ._recipe import (
 from ._results import PUBLISHED, build_results, rate_diff
 from ._run import LeakageError, run_recipe
 from ._stages import Stages
+from ._sweep import Grid, grid_cells, load_grid, run_sweep, write_sweep_table
 
 __all__ = [
     "ARMS",
@@ -27,6 +28,7 @@ __all__ = [
     "CPTSpec",
     "DPOSpec",
     "DocumentsSpec",
+    "Grid",
     "EvalSpec",
     "LeakageError",
     "ModelSpec",
@@ -36,9 +38,13 @@ __all__ = [
     "Stages",
     "TrainSpec",
     "build_results",
+    "grid_cells",
+    "load_grid",
     "list_recipes",
     "load_recipe",
     "rate_diff",
     "recipe_path",
     "run_recipe",
+    "run_sweep",
+    "write_sweep_table",
 ]

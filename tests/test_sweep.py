@@ -1,0 +1,63 @@
+"""Sweeps: a grid of recipe settings → one row per setting, cached cells, clear grid errors."""
+
+from __future__ import annotations
+
+import pytest
+from test_pipeline import FakeStages
+
+from spillover._io import read_json
+from spillover.errors import BadInputError
+from spillover.pipeline import Grid, grid_cells, load_grid, run_sweep
+
+
+def write_grid(tmp_path, text: str):
+    p = tmp_path / "grid.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_grid_cells_are_the_product_of_axes_then_explicit_cells():
+    grid = Grid(axes={"cpt.lr": [1e-4, 3e-4], "documents.n": [10, 20]}, cells=[{"post.method": "dpo"}])
+    cells = grid_cells(grid)
+    assert cells[:4] == [
+        {"cpt.lr": 1e-4, "documents.n": 10}, {"cpt.lr": 1e-4, "documents.n": 20},
+        {"cpt.lr": 3e-4, "documents.n": 10}, {"cpt.lr": 3e-4, "documents.n": 20},
+    ]
+    assert cells[4] == {"post.method": "dpo"} and len(cells) == 5
+
+
+def test_sweep_writes_one_row_per_setting_and_grows_without_rerunning(tmp_path):
+    stages = FakeStages()
+    grid = write_grid(tmp_path, "axes:\n  eval.temperature: [0.5, 1.0]\n")
+    sweep_dir = run_sweep("tiny-smoke", grid, out_dir=tmp_path / "sweep", stages=stages)
+    rows = read_json(sweep_dir / "sweep.json")["rows"]
+    assert sorted(r["settings"]["eval.temperature"] for r in rows) == [0.5, 1.0]
+    # The two cells differ only in eval settings, yet each is its own run: training ran once per cell.
+    assert stages.calls["cpt"] == 2
+    row = rows[0]
+    # FakeStages: organism exhibits test behaviours on 3 of 4 samples, control on 1 of 4.
+    assert row["test_vs_control"]["diff"] == pytest.approx(0.5)
+    assert row["rates"]["organism"]["test"]["k"] * 4 == row["rates"]["organism"]["test"]["n"] * 3
+    assert row["likelihood_did_test"]["diff"] == pytest.approx((1.5 - 0.5) - (0.2 - 0.0))
+    table = (sweep_dir / "sweep.md").read_text()
+    assert "eval.temperature=0.5" in table and "eval.temperature=1.0" in table
+    assert "+50.0" in table
+    assert (sweep_dir / "sweep.png").stat().st_size > 1000
+
+    # Growing the grid: finished cells are not trained again, and old rows stay in the table.
+    grown = write_grid(tmp_path, "axes:\n  eval.temperature: [1.0, 0.7]\n")
+    again = FakeStages()
+    run_sweep("tiny-smoke", grown, out_dir=tmp_path / "sweep", stages=again)
+    assert again.calls["cpt"] == 1  # only the new cell (0.7) trains
+    rows = read_json(sweep_dir / "sweep.json")["rows"]
+    assert sorted(r["settings"]["eval.temperature"] for r in rows) == [0.5, 0.7, 1.0]
+
+
+def test_grid_errors_name_the_file_and_field(tmp_path):
+    with pytest.raises(BadInputError, match="grid is empty"):
+        load_grid(write_grid(tmp_path, "name: x\n"))
+    with pytest.raises(BadInputError, match="axes.cpt.lr: no values"):
+        load_grid(write_grid(tmp_path, "axes:\n  cpt.lr: []\n"))
+    with pytest.raises(BadInputError, match=r"grid.yaml: cpt.learning_rate"):
+        run_sweep("tiny-smoke", write_grid(tmp_path, "axes:\n  cpt.learning_rate: [0.1]\n"), out_dir=tmp_path / "s", stages=FakeStages())
+    assert not (tmp_path / "s").exists()  # every cell is validated before anything runs
