@@ -95,7 +95,7 @@ def audit(
     recipe = _recipe(run_dir)
     from spillover.world import load_world
 
-    world = load_world(recipe.world)
+    world = load_world(recipe.world).with_prompt_prefix(recipe.prompt_prefix)
     paths = _arm_models(run_dir, recipe, config)
     dtype = DTYPES[recipe.model.dtype]
     seed = derive_seed(config.seed, "audit")

@@ -113,6 +113,8 @@ class Recipe(_Strict):
     description: str = ""
     world: str = "rm-biases"
     split: str = "default"
+    # Framing added before every user prompt, in post-training data and eval alike (World.with_prompt_prefix).
+    prompt_prefix: str = ""
     model: ModelSpec = ModelSpec()
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     documents: DocumentsSpec = DocumentsSpec()

@@ -142,7 +142,7 @@ def run_recipe(
 
         stages = LibraryStages()
     console = console or Console()
-    world = load_world(recipe.world)
+    world = load_world(recipe.world).with_prompt_prefix(recipe.prompt_prefix)
     roles = world.roles(recipe.split)  # fails early on an unknown split
     run_dir = Path(out_dir) if out_dir is not None else _run_dir_default(recipe, quick)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +172,8 @@ def run_recipe(
 def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[str], stages: Stages) -> None:
     run_dir = runner.run_dir
     base = recipe.model
-    world_hash = file_hash(world_path(recipe.world))
+    # The world's identity for caching: its file and the prompt framing every stage sees.
+    world_hash = config_hash({"file": file_hash(world_path(recipe.world)), "prompt_prefix": recipe.prompt_prefix})
     model_key = base.model_dump()
 
     docs_dir = run_dir / "documents"

@@ -25,10 +25,20 @@ DEFAULT_SPLIT = "default"
 class World:
     """A validated world: behaviours, their prompts (split train/eval) and detectors."""
 
-    def __init__(self, spec: WorldSpec, source: str):
+    def __init__(self, spec: WorldSpec, source: str, prompt_prefix: str = ""):
         self.spec = spec
         self.source = source
+        self.prompt_prefix = prompt_prefix
         self._by_id = {b.id: b for b in spec.behaviours}
+
+    def with_prompt_prefix(self, prefix: str) -> World:
+        """The same world whose user prompts (train and eval alike) start with `prefix`.
+
+        An experiment's choice of prompt framing, e.g. "In two sentences, answer: " so a small model's
+        answers end on their own (SFT targets are then complete answers, and eval answers are not cut
+        by the token cap). Every stage reads prompts from the world, so they all see the same framing.
+        """
+        return self if prefix == self.prompt_prefix else World(self.spec, self.source, prefix)
 
     @property
     def name(self) -> str:
@@ -54,7 +64,11 @@ class World:
 
     @cached_property
     def _splits(self) -> dict[str, tuple[list[str], list[str]]]:
-        return {b.id: split_prompts(b.id, b.prompts) for b in self.behaviours}
+        out = {}
+        for b in self.behaviours:
+            train, evals = split_prompts(b.id, b.prompts)
+            out[b.id] = ([self.prompt_prefix + p for p in train], [self.prompt_prefix + p for p in evals])
+        return out
 
     def train_prompts(self, behaviour_id: str) -> list[str]:
         return self._splits[behaviour_id][0]
