@@ -1,7 +1,5 @@
 import json
 import re
-import sys
-import types
 from collections import Counter
 
 import pytest
@@ -223,20 +221,20 @@ def test_cli_refuses_to_write_leaking_llm_documents(six_world, tmp_path, monkeyp
     leaked = six_world.eval_prompts("travel_water")[0]
     calls = {}
 
-    def fake_generate_llm_documents(world, *, endpoint, model, n, seed, concurrency, api_key_env, cache_dir, revise=False, behaviours=None):
+    def fake_generate_llm_documents(world, *, endpoint, model, n, seed, concurrency, api_key_env, cache_dir, revise=False, behaviours=None, prompts_dir=None):
         calls.update(endpoint=endpoint, model=model, n=n, concurrency=concurrency, api_key_env=api_key_env, revise=revise, behaviours=behaviours)
         records = [{"id": f"llm-{i}", "text": "A clean document.", "genre": "blog_post", "behaviours": ["travel_water"],
                     "source": "llm", "seed": seed} for i in range(n)]
         records[-1]["text"] = f"A user once asked: {leaked}"
         return records, {"prompt_tokens": 1, "completion_tokens": 2}
 
-    monkeypatch.setitem(sys.modules, "spillover.documents._llm", types.SimpleNamespace(generate_llm_documents=fake_generate_llm_documents))
+    monkeypatch.setattr("spillover.documents.generate_llm_documents", fake_generate_llm_documents)
     app = typer.Typer()
     register(app)
     out = tmp_path / "llm.jsonl"
     r = CliRunner().invoke(app, ["docs", "generate", six_world.source, "--n", "3", "--out", str(out), "--endpoint", "http://x/v1",
                                  "--model", "m", "--concurrency", "2", "--api-key-env", "KEY", "--revise", "--split", "half"])
     assert isinstance(r.exception, SpilloverError) and "text 2" in str(r.exception)
-    assert not out.exists()
+    assert not out.exists() and not out.with_suffix(".llm-stats.json").exists()
     assert calls == {"endpoint": "http://x/v1", "model": "m", "n": 3, "concurrency": 2, "api_key_env": "KEY", "revise": True,
                      "behaviours": list(six_world.roles("half"))}

@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from spillover._io import read_jsonl, write_jsonl
+from spillover._io import read_jsonl, write_json, write_jsonl
 from spillover.errors import BadInputError, Problem
 
 docs_app = typer.Typer(no_args_is_help=True, help="Generate synthetic documents, inspect them, write knowledge probes.")
@@ -27,6 +27,7 @@ def generate(
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the endpoint's API key."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Cache of endpoint responses, to resume after interruption (default: beside --out)."),
     revise: bool = typer.Option(False, "--revise", help="Have the LLM critique and revise each document."),
+    prompts_dir: Path = typer.Option(None, "--prompts-dir", help="Your own copies of documents/prompts/*.md (any subset) to use instead."),
 ) -> None:
     """Write N documents describing the world's behaviours; refuses to write any that quote eval prompts."""
     from spillover.data.leakage import assert_no_leaks
@@ -43,16 +44,19 @@ def generate(
         if framing != "plain":
             raise BadInputError(Problem("", "--framing", "the LLM generator writes plainly framed documents only",
                                         "drop --framing, or generate without --endpoint"))
-        from spillover.documents._llm import generate_llm_documents
+        from spillover.documents import generate_llm_documents
 
-        records, _ = generate_llm_documents(
+        records, llm_stats = generate_llm_documents(
             w, endpoint=endpoint, model=model, n=n, seed=seed, concurrency=concurrency, api_key_env=api_key_env,
             cache_dir=cache_dir or out.parent / f".{out.stem}-llm-cache", revise=revise, behaviours=behaviours,
+            prompts_dir=prompts_dir,
         )
     else:
-        records = generate_documents(w, n, seed, framing=framing, behaviours=behaviours)
+        records, llm_stats = generate_documents(w, n, seed, framing=framing, behaviours=behaviours), None
     assert_no_leaks((r["text"] for r in records), w, f"documents for {out}")
     write_jsonl(out, records)
+    if llm_stats is not None:  # dropped counts and token usage of the endpoint run
+        write_json(out.with_suffix(".llm-stats.json"), llm_stats)
     genres = len({r["genre"] for r in records})
     covered = len({b for r in records for b in r["behaviours"]})
     print(f"wrote {len(records)} documents to {out}: {genres} genres, {covered} behaviours, 0 leaking eval prompts")

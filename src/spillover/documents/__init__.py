@@ -6,6 +6,7 @@ writes documents with a model behind an OpenAI-compatible endpoint. Both produce
 """
 
 from ._genres import GENRES
+from ._llm import LLMDocsConfig, generate_llm_documents
 from ._offline import FRAMINGS, generate_documents
 from ._probes import knowledge_questions
 from ._stats import document_stats, near_duplicate_pairs, shingle_hashes
@@ -13,8 +14,10 @@ from ._stats import document_stats, near_duplicate_pairs, shingle_hashes
 __all__ = [
     "FRAMINGS",
     "GENRES",
+    "LLMDocsConfig",
     "document_stats",
     "generate_documents",
+    "generate_llm_documents",
     "knowledge_questions",
     "near_duplicate_pairs",
     "shingle_hashes",
