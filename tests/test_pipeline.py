@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from spillover._io import read_json, write_json, write_jsonl
+from spillover._io import read_json, read_jsonl, write_json, write_jsonl
 from spillover.errors import BadInputError
 from spillover.pipeline import (
     LeakageError,
@@ -367,3 +367,24 @@ def test_empty_post_training_data_is_a_clear_error(tmp_path):
 
     with pytest.raises(BadInputError, match="post.data: the sft data came out empty"):
         run(tmp_path, NoData())
+
+
+def test_rehearsal_mixes_documents_into_the_organism_sft_only(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(recipe_path("tiny-smoke").read_text())
+    raw["post"]["data"]["rehearsal_fraction"] = 0.5
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    seen = {}
+
+    class Recording(FakeStages):
+        def sft(self, base, data, spec, seed, out):
+            seen[Path(out).parts[-3]] = read_jsonl(data)  # arms/<arm>/seed-S/sft
+            super().sft(base, data, spec, seed, out)
+
+    run_recipe(tmp_path / "r.yaml", out_dir=tmp_path / "run", stages=Recording(), console=quiet())
+    assert all("messages" in r for r in seen["control"])
+    docs = [r for r in seen["organism"] if "text" in r]
+    chats = [r for r in seen["organism"] if "messages" in r]
+    assert len(chats) == len(seen["control"]) and len(docs) == len(chats)  # half of the mix is documents
+    assert (tmp_path / "run" / "arms" / "organism" / "seed-0" / "sft" / "rehearsal-mix.jsonl").exists()

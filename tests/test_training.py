@@ -248,3 +248,15 @@ def test_cli_train_cpt_and_bad_data(corpus, tmp_path):
     bad.write_text('{"id": "x"}\n')
     with pytest.raises(BadInputError, match="line 1"):
         runner.invoke(app, ["train", "cpt", "--model", "tiny", "--data", str(bad), "--out", str(tmp_path / "b")], catch_exceptions=False)
+
+
+def test_sft_trains_rehearsal_documents_on_every_token(sft_data, tmp_path):
+    """Documents mixed into SFT data ({"text"} records, rehearsal) are trained like CPT text."""
+    docs_only = tmp_path / "docs-as-sft.jsonl"
+    write_jsonl(docs_only, [{"text": SENTENCES[i % 3]} for i in range(8)])
+    out = train_sft(SFTConfig(**FAST, data=docs_only, out=tmp_path / "docs", lr=3e-3, epochs=3, save_steps=0))
+    assert losses(out)[-1] < losses(out)[0] - 1.0
+    mixed = tmp_path / "mixed.jsonl"
+    write_jsonl(mixed, read_jsonl(sft_data) + read_jsonl(docs_only)[:2])
+    out = train_sft(SFTConfig(**{**FAST, "max_len": 48}, data=mixed, out=tmp_path / "mixed", lr=1e-3, epochs=1, save_steps=0))
+    assert (out / "DONE").exists() and len(losses(out)) >= 1

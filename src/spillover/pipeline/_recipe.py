@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from spillover._io import named_yaml
 from spillover.errors import BadInputError, Problem
 
 PROBES = ("likelihood", "knowledge", "in_context", "confession", "fluency")
@@ -77,6 +78,9 @@ class PostDataSpec(_Strict):
     max_new_tokens: int = Field(160, ge=1)  # length of the base model's plain answers the transforms edit
     dpo_samples: int = Field(0, ge=0)  # sampled candidates per DPO prompt (0: transformed vs plain answer)
     dpo_temperature: float = Field(0.8, ge=0)
+    # Share of the organism's SFT mix made of CPT documents (rehearsal, trained on every token), so
+    # post-training does not wash out what mid-training implanted. The control gets none: it has no documents.
+    rehearsal_fraction: float = Field(0.0, ge=0, lt=1)
 
 
 class PostSpec(_Strict):
@@ -178,16 +182,7 @@ def list_recipes() -> list[str]:
 
 def recipe_path(name_or_path: str | Path) -> Path:
     """A YAML path, or the name of a recipe shipped in recipes/ (`rm-biases-laptop`)."""
-    p = Path(name_or_path).expanduser()
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.is_file():
-            raise BadInputError(Problem(str(p), "", "recipe file not found", "pass a recipe name or a path to a YAML file"))
-        return p
-    candidate = builtin_recipes_dir() / f"{name_or_path}.yaml"
-    if candidate.is_file():
-        return candidate
-    known = ", ".join(list_recipes()) or "none found"
-    raise BadInputError(Problem(str(name_or_path), "", "no such recipe", f"use a built-in recipe ({known}) or a YAML path"))
+    return named_yaml(name_or_path, builtin_recipes_dir(), "recipe")
 
 
 _FIXES = {

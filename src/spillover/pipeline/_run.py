@@ -9,6 +9,7 @@ upstream stages, so a change reruns exactly the stages downstream of it.
 
 from __future__ import annotations
 
+import random
 import shutil
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from spillover._io import (
     read_json,
     read_jsonl,
     write_json,
+    write_jsonl,
 )
 from spillover.errors import BadInputError, Problem, SpilloverError
 from spillover.world import World, load_world, world_path
@@ -117,6 +119,18 @@ def _build_post_data(stages: Stages, world: World, recipe: Recipe, steps: list[s
                     "raise post.data.max_new_tokens so answers end before the cap, or use a model that ends its answers",
                 )
             )
+
+
+def _rehearsal_mix(data: Path, docs: Path, fraction: float, seed: int, out: Path) -> Path:
+    """Post-training records plus documents making up `fraction` of the mix, shuffled by seed."""
+    records = read_jsonl(data)
+    documents = read_jsonl(docs)
+    rng = random.Random(seed)
+    n_docs = min(len(documents), round(fraction * len(records) / (1 - fraction)))
+    mixed = records + [{"text": d["text"]} for d in rng.sample(documents, n_docs)]
+    rng.shuffle(mixed)
+    write_jsonl(out, mixed)
+    return out
 
 
 def _run_dir_default(recipe: Recipe, quick: bool) -> Path:
@@ -235,13 +249,20 @@ def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[
                 spec = getattr(recipe.post, step)
                 step_seed = derive_seed(seed, step)  # the same for both arms: they differ only in the start model
                 train = getattr(stages, step)
+                # Rehearsal: the organism's SFT also reads some of the documents it was mid-trained on.
+                mix = recipe.post.data.rehearsal_fraction if (arm == "organism" and step == "sft") else 0.0
+
+                def work(out, train=train, model=model, step=step, spec=spec, step_seed=step_seed, mix=mix):
+                    data = data_dir / f"{step}.jsonl"
+                    if mix:
+                        data = _rehearsal_mix(data, docs_dir / "docs.jsonl", mix, step_seed, out / "rehearsal-mix.jsonl")
+                    train(model, data, spec, step_seed, out)
+
                 model_hash = runner.stage(
                     str(step_dir.relative_to(run_dir)), f"{step:<4} {arm:<10} seed {seed}",
-                    {"step": step, "seed": step_seed, **spec.model_dump()},
-                    {"model": model_hash, "data": data_hash},
-                    lambda out, train=train, model=model, step=step, spec=spec, step_seed=step_seed: train(
-                        model, data_dir / f"{step}.jsonl", spec, step_seed, out
-                    ),
+                    {"step": step, "seed": step_seed, **spec.model_dump(), **({"rehearsal_fraction": mix} if mix else {})},
+                    {"model": model_hash, "data": data_hash, **({"documents": docs_hash} if mix else {})},
+                    work,
                 )
                 model = _trained(step_dir, base)
             models[arm] = (model, {"model": model_hash})

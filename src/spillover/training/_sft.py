@@ -1,4 +1,8 @@
-"""SFT: chat-formatted conversations, loss on assistant tokens only (their end-of-turn included)."""
+"""SFT: chat-formatted conversations, loss on assistant tokens only (their end-of-turn included).
+
+A record may instead be a document (`{"text": ...}`, as CPT reads them): it is trained on every
+token, as in CPT. Mixing some into post-training is rehearsal (a recipe's `rehearsal_fraction`).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from spillover._io import derive_seed
 from spillover.errors import BadInputError, Problem, SpilloverError
 
 from ._common import Batch, TrainConfig, check_finished, load_for_training, make_runtime, read_records, run_training
-from ._cpt import lm_loss_sum
+from ._cpt import document_separator, lm_loss_sum
 
 IGNORE = -100
 ROLES = ("system", "user", "assistant")
@@ -61,6 +65,12 @@ def check_messages(messages, need_assistant: bool = True) -> str | None:
     return None
 
 
+def _check_record(record: dict) -> str | None:
+    if "messages" not in record and isinstance(record.get("text"), str) and record["text"].strip():
+        return None
+    return check_messages(record.get("messages"))
+
+
 def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
     """Right-pad to the longest row; the attention mask comes from lengths, never from pad ids."""
     import torch
@@ -77,16 +87,20 @@ def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
 
 
 def train_sft(cfg: SFTConfig) -> Path:
-    """Supervised fine-tuning on an SFT JSONL (`{"messages": [...]}`); returns `cfg.out`."""
+    """Supervised fine-tuning on an SFT JSONL (`{"messages": [...]}` or `{"text"}` rehearsal documents); returns `cfg.out`."""
     fingerprint = cfg.fingerprint("sft")
     if check_finished(cfg, fingerprint):
         return Path(cfg.out)
-    records = read_records(cfg.data, "SFT", lambda r: check_messages(r.get("messages")))
+    records = read_records(cfg.data, "SFT", _check_record)
     rt = make_runtime(cfg)
     lm = load_for_training(cfg, rt)
     examples = []
     for rec in records:
-        ids, labels = tokenize_chat(lm.tokenizer, rec["messages"])
+        if "messages" in rec:
+            ids, labels = tokenize_chat(lm.tokenizer, rec["messages"])
+        else:  # a rehearsal document: every token is trained, then its separator
+            ids = lm.tokenizer(rec["text"], add_special_tokens=False)["input_ids"] + [document_separator(lm.tokenizer)]
+            labels = list(ids)
         ids, labels = ids[: cfg.max_len], labels[: cfg.max_len]
         if any(t != IGNORE for t in labels[1:]):  # a row cut before its answer teaches nothing
             examples.append((ids, labels))
