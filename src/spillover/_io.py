@@ -88,6 +88,22 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def named_yaml(name_or_path: str | Path, builtin_dir: Path, kind: str) -> Path:
+    """A YAML path as given, or the built-in `<builtin_dir>/<name>.yaml` (worlds, recipes)."""
+    from spillover.errors import BadInputError, Problem
+
+    p = Path(name_or_path).expanduser()
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise BadInputError(Problem(str(p), "", f"{kind} file not found", f"pass a built-in {kind} name or a YAML path"))
+        return p
+    candidate = builtin_dir / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = ", ".join(sorted(q.stem for q in builtin_dir.glob("*.yaml"))) or "none found"
+    raise BadInputError(Problem(str(name_or_path), "", f"no such {kind}", f"use a built-in {kind} ({known}) or a path to a YAML file"))
+
+
 def mark_done(stage_dir: str | Path, info: dict | None = None) -> None:
     write_json(Path(stage_dir) / DONE_MARKER, info or {})
 

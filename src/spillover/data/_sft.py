@@ -213,7 +213,7 @@ def _neutral_needed(n_behaviour: int, fraction: float) -> int:
 def _neutral_records(world, train_ids, test_ids, leaks, lm, n_behaviour, fraction, seed, gen) -> tuple[list[dict], dict]:
     """Plain answers to neutral prompts, generated a chunk at a time until enough are kept."""
     needed = _neutral_needed(n_behaviour, fraction)
-    bank = neutral_prompts()
+    bank = [world.prompt_prefix + p for p in neutral_prompts()]  # the experiment's prompt framing, as for behaviour prompts
     random.Random(derive_seed(seed, "neutral")).shuffle(bank)
     counts: Counter = Counter(needed=needed)
     kept: list[dict] = []

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from spillover._io import named_yaml
 from spillover.errors import BadInputError, Problem
 
 from ._detectors import DETECTORS, Detection, run_detector
@@ -135,17 +136,8 @@ def list_worlds() -> list[str]:
 
 
 def world_path(name_or_path: str | Path) -> Path:
-    p = Path(name_or_path).expanduser()
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.is_file():
-            raise BadInputError(Problem(str(p), "", "world file not found", "pass a built-in world name or a YAML path"))
-        return p
-    candidate = builtin_dir() / f"{name_or_path}.yaml"
-    if candidate.is_file():
-        return candidate
-    raise BadInputError(
-        Problem(str(name_or_path), "", "no such world", f"use one of {', '.join(list_worlds())} or a path to a YAML file")
-    )
+    """A YAML path, or the name of a built-in world (`rm-biases`)."""
+    return named_yaml(name_or_path, builtin_dir(), "world")
 
 
 _WORLD_CACHE: dict[tuple[str, float], World] = {}
