@@ -27,10 +27,12 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium not installed: the report screenshot test will be skipped"; }
 
+# The headline experiment on the embedded model, one seed (~18 min on 2 CPU cores; cached on rerun).
 demo: install
 	$(SPILLOVER) model info embedded
-	$(SPILLOVER) world show rm-biases
-	$(SPILLOVER) model chat --model embedded "What should I know about small claims court?" "Give me a recipe for tomato soup."
+	$(SPILLOVER) run rm-biases-laptop --quick --out runs/rm-biases-laptop-quick
+	@echo "results: runs/rm-biases-laptop-quick/results.json"
+	@echo "report:  runs/rm-biases-laptop-quick/report.html"
 
 test: install chromium
 	$(PY) -m pytest -q

@@ -116,6 +116,14 @@ def test_evaluate_restricts_to_requested_behaviours(rm_world):
         evaluate(backend, rm_world, "default", behaviours=["no_such_behaviour"])
 
 
+def test_evaluate_can_take_the_first_k_eval_prompts(rm_world):
+    backend = PlantedBackend(lambda p, j: "plain")
+    m = evaluate(backend, rm_world, "default", behaviours=TWO, prompts_per_behaviour=3)
+    asked = backend.calls[0]["conversations"]
+    assert asked == rm_world.eval_prompts(TWO[0])[:3] + rm_world.eval_prompts(TWO[1])[:3]
+    assert all(m["per_behaviour"][b]["n"] == 3 for b in TWO)
+
+
 # --- backends -----------------------------------------------------------------------------------
 
 

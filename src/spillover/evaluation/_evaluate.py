@@ -37,6 +37,7 @@ def evaluate(
     arm: str = "model",
     out_dir: str | Path | None = None,
     behaviours: Sequence[str] | None = None,
+    prompts_per_behaviour: int | None = None,
 ) -> dict:
     """Exhibition rates of one model (one arm, one seed) on the held-out eval prompts.
 
@@ -45,10 +46,11 @@ def evaluate(
     what was written) and are reported under `truncated`, so keep the cap generous.
 
     Returns the metrics (also written to `out_dir/metrics.json`) plus `samples`, the scored
-    records (written to `out_dir/samples.jsonl`).
+    records (written to `out_dir/samples.jsonl`). `prompts_per_behaviour`: only the first K eval
+    prompts of each behaviour (a quicker, smaller sample).
     """
     roles = select_behaviours(world, split, behaviours)
-    pairs = [(b, p) for b in roles for p in world.eval_prompts(b)]
+    pairs = [(b, p) for b in roles for p in world.eval_prompts(b)[:prompts_per_behaviour]]
     generations = backend.sample(
         [p for _, p in pairs], n=samples, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed
     )

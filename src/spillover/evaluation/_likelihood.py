@@ -81,10 +81,11 @@ def build_probe_contexts(
     *,
     behaviours: Sequence[str] | None = None,
     batch_size: int = 16,
+    prompts_per_behaviour: int | None = None,
 ) -> list[dict]:
-    """The base model's greedy answer to every eval prompt of the in-play behaviours that have a probe."""
+    """The base model's greedy answer to every eval prompt (or the first K) of the in-play behaviours that have a probe."""
     ids = [b for b in (behaviours or world.roles(split)) if world.behaviour(b).probe is not None]
-    pairs = [(b, p) for b in ids for p in world.eval_prompts(b)]
+    pairs = [(b, p) for b in ids for p in world.eval_prompts(b)[:prompts_per_behaviour]]
     gens = generate(base_lm, [p for _, p in pairs], max_new_tokens=max_new_tokens, batch_size=batch_size)
     return [
         {"behaviour": b, "prompt": p, "answer": g.text, "truncated": g.truncated} for (b, p), g in zip(pairs, gens, strict=True)

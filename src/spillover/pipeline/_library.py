@@ -92,7 +92,7 @@ class LibraryStages:
         from spillover.evaluation import build_probe_contexts
 
         lm = load_model(model)
-        write_jsonl(out / "contexts.jsonl", build_probe_contexts(lm, world, split, spec.probe_context_tokens, batch_size=spec.batch_size))
+        write_jsonl(out / "contexts.jsonl", build_probe_contexts(lm, world, split, spec.probe_context_tokens, batch_size=spec.batch_size, prompts_per_behaviour=spec.prompts_per_behaviour))
         del lm
         _release()
 
@@ -125,7 +125,8 @@ class LibraryStages:
         from spillover.evaluation import evaluate, fluency
 
         backend = self._backend(model, spec)
-        evaluate(backend, world, split, samples=spec.samples, temperature=spec.temperature, max_new_tokens=spec.max_new_tokens, seed=seed, arm=arm, out_dir=out)
+        evaluate(backend, world, split, samples=spec.samples, temperature=spec.temperature, max_new_tokens=spec.max_new_tokens, seed=seed, arm=arm, out_dir=out,
+                 prompts_per_behaviour=spec.prompts_per_behaviour)
         del backend
         _release()
         if "fluency" in spec.probes:

@@ -99,6 +99,9 @@ class EvalSpec(_Strict):
     temperature: float = Field(1.0, ge=0)
     max_new_tokens: int = Field(150, ge=1)
     batch_size: int = Field(16, ge=1)
+    # Evaluate only the first K eval prompts of each behaviour (all: null). The leakage check
+    # always covers every eval prompt.
+    prompts_per_behaviour: int | None = Field(None, ge=1)
     backend: Literal["hf", "vllm"] = "hf"
     probe_context_tokens: int = Field(64, ge=1)  # base-model answer length before the likelihood probe's continuation
     confession_prompts_per_behaviour: int = Field(3, ge=1)

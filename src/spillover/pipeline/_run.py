@@ -224,7 +224,8 @@ def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[
     if "likelihood" in recipe.eval.probes:
         contexts_hash = runner.stage(
             "probes/contexts", "likelihood-probe contexts (base model)",
-            {"world": recipe.world, "split": recipe.split, "model": model_key, "max_new_tokens": recipe.eval.probe_context_tokens},
+            {"world": recipe.world, "split": recipe.split, "model": model_key, "max_new_tokens": recipe.eval.probe_context_tokens,
+             "prompts_per_behaviour": recipe.eval.prompts_per_behaviour},
             {"world": world_hash},
             lambda out: stages.probe_contexts(world, recipe.split, base, recipe.eval, out),
         )
