@@ -104,6 +104,24 @@ def named_yaml(name_or_path: str | Path, builtin_dir: Path, kind: str) -> Path:
     raise BadInputError(Problem(str(name_or_path), "", f"no such {kind}", f"use a built-in {kind} ({known}) or a path to a YAML file"))
 
 
+def read_yaml_mapping(path: Path, kind: str, start_hint: str) -> dict:
+    """A YAML file that must hold a mapping; syntax errors name the file and line."""
+    import yaml
+
+    from spillover.errors import BadInputError, Problem
+
+    file = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        raise BadInputError(Problem(file, where, f"not valid YAML ({getattr(e, 'problem', e)})", "fix the YAML syntax")) from None
+    if not isinstance(raw, dict):
+        raise BadInputError(Problem(file, "", f"a {kind} must be a YAML mapping", f"start with {start_hint}"))
+    return raw
+
+
 def mark_done(stage_dir: str | Path, info: dict | None = None) -> None:
     write_json(Path(stage_dir) / DONE_MARKER, info or {})
 

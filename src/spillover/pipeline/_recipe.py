@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from spillover._io import named_yaml
+from spillover._io import named_yaml, read_yaml_mapping
 from spillover.errors import BadInputError, Problem
 
 PROBES = ("likelihood", "knowledge", "in_context", "confession", "fluency")
@@ -202,14 +202,7 @@ def load_recipe(name_or_path: str | Path | Recipe) -> Recipe:
         return name_or_path
     path = recipe_path(name_or_path)
     file = str(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else ""
-        raise BadInputError(Problem(file, where, f"not valid YAML ({getattr(e, 'problem', e)})", "fix the YAML syntax")) from None
-    if not isinstance(raw, dict):
-        raise BadInputError(Problem(file, "", "a recipe must be a YAML mapping", "start with `name:`, `world:`, `model:`"))
+    raw = read_yaml_mapping(path, "recipe", "`name:`, `world:`, `model:`")
     raw.setdefault("name", path.stem)
     try:
         return Recipe.model_validate(raw)

@@ -7,10 +7,9 @@ from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
-from spillover._io import named_yaml
+from spillover._io import named_yaml, read_yaml_mapping
 from spillover.errors import BadInputError, Problem
 
 from ._detectors import DETECTORS, Detection, run_detector
@@ -154,14 +153,7 @@ def load_world(name_or_path: str | Path) -> World:
 
 def _load_uncached(path: Path) -> World:
     file = str(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else ""
-        raise BadInputError(Problem(file, where, f"not valid YAML ({getattr(e, 'problem', e)})", "fix the YAML syntax")) from None
-    if not isinstance(raw, dict):
-        raise BadInputError(Problem(file, "", "a world file must be a YAML mapping", "start with `name:`, `universe:`, `behaviours:`, `splits:`"))
+    raw = read_yaml_mapping(path, "world file", "`name:`, `universe:`, `behaviours:`, `splits:`")
     try:
         spec = WorldSpec.model_validate(raw)
     except ValidationError as e:
