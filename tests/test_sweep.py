@@ -32,8 +32,13 @@ def test_sweep_writes_one_row_per_setting_and_grows_without_rerunning(tmp_path):
     sweep_dir = run_sweep("tiny-smoke", grid, out_dir=tmp_path / "sweep", stages=stages)
     rows = read_json(sweep_dir / "sweep.json")["rows"]
     assert sorted(r["settings"]["eval.temperature"] for r in rows) == [0.5, 1.0]
-    # The two cells differ only in eval settings, yet each is its own run: training ran once per cell.
-    assert stages.calls["cpt"] == 2
+    # The two cells differ only in eval settings: the second links in the first's trained models.
+    assert stages.calls["cpt"] == 1 and stages.calls["sft"] == 2  # control + organism, once
+    first, second = sorted((sweep_dir / "cells").iterdir())
+    rel = "arms/docs-only/seed-0/cpt/model/from.json"
+    assert (first / rel).read_text() == (second / rel).read_text()
+    assert (first / rel).stat().st_ino == (second / rel).stat().st_ino  # a hard link, not a copy
+    assert not (first / "eval/organism/seed-0/samples.jsonl").samefile(second / "eval/organism/seed-0/samples.jsonl")
     row = rows[0]
     # FakeStages: organism exhibits test behaviours on 3 of 4 samples, control on 1 of 4.
     assert row["test_vs_control"]["diff"] == pytest.approx(0.5)
@@ -48,7 +53,7 @@ def test_sweep_writes_one_row_per_setting_and_grows_without_rerunning(tmp_path):
     grown = write_grid(tmp_path, "axes:\n  eval.temperature: [1.0, 0.7]\n")
     again = FakeStages()
     run_sweep("tiny-smoke", grown, out_dir=tmp_path / "sweep", stages=again)
-    assert again.calls["cpt"] == 1  # only the new cell (0.7) trains
+    assert again.calls["cpt"] == 0 and again.calls["evaluate"] == 4  # only the new cell (0.7) evaluates its 4 arms
     rows = read_json(sweep_dir / "sweep.json")["rows"]
     assert sorted(r["settings"]["eval.temperature"] for r in rows) == [0.5, 0.7, 1.0]
 
@@ -61,3 +66,15 @@ def test_grid_errors_name_the_file_and_field(tmp_path):
     with pytest.raises(BadInputError, match=r"grid.yaml: cpt.learning_rate"):
         run_sweep("tiny-smoke", write_grid(tmp_path, "axes:\n  cpt.learning_rate: [0.1]\n"), out_dir=tmp_path / "s", stages=FakeStages())
     assert not (tmp_path / "s").exists()  # every cell is validated before anything runs
+
+
+def test_sweep_seeds_override_quick_and_reuse_only_matching_stages(tmp_path):
+    stages = FakeStages()
+    grid = write_grid(tmp_path, "cells:\n  - {}\n  - {post.sft.lr: 0.002}\n")
+    sweep_dir = run_sweep("tiny-smoke", grid, out_dir=tmp_path / "sweep", quick=True, seeds=[3, 4], stages=stages)
+    rows = read_json(sweep_dir / "sweep.json")["rows"]
+    assert all(r["seeds"] == [3, 4] for r in rows)
+    # CPT per seed runs once (shared); SFT differs between cells: 2 arms x 2 seeds x 2 cells.
+    assert stages.calls["cpt"] == 2 and stages.calls["sft"] == 8
+    timing = read_json(sweep_dir / "cells" / "post.sft.lr=0.002" / "results.json")["timing"]
+    assert "arms/docs-only/seed-3/cpt" in timing

@@ -22,16 +22,27 @@ def _fail(e: SpilloverError) -> typer.Exit:
     return typer.Exit(e.exit_code)
 
 
+def parse_seeds(text: str | None) -> list[int] | None:
+    """`--seeds 3,4,5` → [3, 4, 5]; a clear error otherwise."""
+    if not text:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: use comma-separated integers, e.g. 3,4,5", param_hint="--seeds") from None
+
+
 def run(
     recipe: str = typer.Argument(..., help="A recipe YAML path or a built-in recipe name (e.g. rm-biases-laptop, tiny-smoke)."),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<recipe>/, runs/<recipe>-quick/ with --quick)."),
     quick: bool = typer.Option(False, "--quick", help="First seed only, with the recipe's `quick:` overrides."),
+    seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds replacing the recipe's (after --quick), e.g. 3,4,5."),
 ) -> None:
     """Run a recipe: documents, CPT, post-training, eval of 4 arms, results.json, report. Resumes where it stopped."""
     from spillover.pipeline import run_recipe
 
     try:
-        run_dir = run_recipe(recipe, out_dir=out, quick=quick, stages=make_stages())
+        run_dir = run_recipe(recipe, out_dir=out, quick=quick, stages=make_stages(), seeds=parse_seeds(seeds))
     except SpilloverError as e:
         raise _fail(e) from None
     typer.echo(f"results: {run_dir / 'results.json'}\nreport:  {run_dir / 'report.html'}")

@@ -9,6 +9,7 @@ upstream stages, so a change reruns exactly the stages downstream of it.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import time
@@ -51,14 +52,46 @@ class StageRecord:
     hash: str
     cached: bool
     seconds: float | None
+    borrowed_from: str | None = None  # another run directory whose identical finished stage was linked in
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another filesystem, or links not allowed
+        shutil.copy2(src, dst)
 
 
 @dataclass
 class _Runner:
     run_dir: Path
     console: Console
+    reuse_from: list[Path] = field(default_factory=list)
     t_start: float = field(default_factory=time.perf_counter)
     records: list[StageRecord] = field(default_factory=list)
+
+    def _borrow(self, rel: str, h: str, d: Path) -> Path | None:
+        """Link in the same stage (same hash, DONE) from another run directory, e.g. a sibling sweep cell.
+
+        Hard links, not copies: stage files are only ever replaced by atomic renames, never written
+        in place, so two run directories can share them. The link goes to a temp dir first, so a
+        killed run never leaves half a stage behind.
+        """
+        for other in self.reuse_from:
+            src = other / rel
+            if src.resolve() == d.resolve() or not (src / STAGE_FILE).exists():
+                continue
+            if read_json(src / STAGE_FILE).get("hash") != h or not is_done(src):
+                continue
+            if d.exists():
+                shutil.rmtree(d)
+            d.parent.mkdir(parents=True, exist_ok=True)
+            tmp = d.parent / f".tmp-borrow-{d.name}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(src, tmp, copy_function=_link_or_copy)
+            tmp.rename(d)
+            return other
+        return None
 
     def stage(self, rel: str, label: str, config: dict, inputs: dict[str, str], work: Callable[[Path], None]) -> str:
         """Run `work(dir)` unless the stage is DONE with the same config and inputs; return its hash."""
@@ -70,6 +103,12 @@ class _Runner:
             done = read_json(d / DONE_MARKER)
             self.records.append(StageRecord(rel, h, True, done.get("seconds") if isinstance(done, dict) else None))
             self.console.print(f"[dim]· {label:<40} cached[/]")
+            return h
+        lender = self._borrow(rel, h, d)
+        if lender is not None:
+            done = read_json(d / DONE_MARKER)
+            self.records.append(StageRecord(rel, h, True, done.get("seconds") if isinstance(done, dict) else None, str(lender)))
+            self.console.print(f"[dim]· {label:<40} reused from {lender}[/]")
             return h
         if d.exists() and not same:  # another config's output: start clean
             shutil.rmtree(d)
@@ -143,14 +182,20 @@ def run_recipe(
     quick: bool = False,
     stages: Stages | None = None,
     console: Console | None = None,
+    seeds: list[int] | None = None,
+    reuse_from: list[Path] | None = None,
 ) -> Path:
     """Run (or resume) a recipe; return the run directory holding results.json and the reports.
 
     Default run directory: runs/<recipe name>/ (runs/<name>-quick/ with `quick`).
+    `seeds` replaces the recipe's (after `quick`, which keeps only the first). `reuse_from`: other
+    run directories whose finished stages with the same hash are linked in instead of rerun.
     """
     recipe = load_recipe(recipe)
     if quick:
         recipe = recipe.quick_version()
+    if seeds:
+        recipe = Recipe.model_validate({**recipe.model_dump(), "seeds": list(seeds)})
     if stages is None:
         from ._library import LibraryStages
 
@@ -165,7 +210,7 @@ def run_recipe(
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
 
     console.rule(f"spillover run {recipe.name} → {run_dir}")
-    runner = _Runner(run_dir, console)
+    runner = _Runner(run_dir, console, reuse_from=list(reuse_from or []))
     _run_stages(runner, recipe, world, list(roles), stages)
 
     from ._results import build_results

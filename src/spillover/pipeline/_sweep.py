@@ -3,7 +3,8 @@
 A grid file names recipe fields by dotted path and lists values for each; every combination is a
 cell (or list `cells:` explicitly). Each cell is an ordinary run directory under
 `<sweep dir>/cells/<slug>/`, so it is cached and resumable like any run, and a grid can grow without
-redoing finished cells. The table is rebuilt from every cell directory on disk, so no setting that
+redoing finished cells. A stage that another cell already finished with the same hash (the base
+arm's eval, the documents, the CPT model when only post-training differs) is hard-linked in, not rerun. The table is rebuilt from every cell directory on disk, so no setting that
 was ever tried drops out of it. Cells run one after another: two torch jobs on 2 cores slow each
 other ~10x.
 """
@@ -95,8 +96,14 @@ def cell_slug(settings: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", ",".join(parts))[:200]
 
 
-def run_sweep(recipe: str | Path | Recipe, grid: str | Path | Grid, *, out_dir: str | Path | None = None, quick: bool = False, stages=None) -> Path:
-    """Run every cell of the grid (cached cells are skipped inside run_recipe) and write the table."""
+def run_sweep(
+    recipe: str | Path | Recipe, grid: str | Path | Grid, *, out_dir: str | Path | None = None, quick: bool = False,
+    seeds: list[int] | None = None, stages=None,
+) -> Path:
+    """Run every cell of the grid (cached cells are skipped inside run_recipe) and write the table.
+
+    `seeds` replaces every cell's seeds (after `quick`), e.g. to explore on seeds 0-2 in quick mode.
+    """
     base = load_recipe(recipe)
     grid_obj = grid if isinstance(grid, Grid) else load_grid(grid)
     name = grid_obj.name or (Path(grid).stem if not isinstance(grid, Grid) else "grid")
@@ -105,8 +112,9 @@ def run_sweep(recipe: str | Path | Recipe, grid: str | Path | Grid, *, out_dir: 
     planned = [(settings, apply_settings(base, settings, where=str(grid))) for settings in cells]  # validate all first
     for settings, cell_recipe in planned:
         cell_dir = sweep_dir / "cells" / cell_slug(settings)
+        siblings = sorted(d for d in (sweep_dir / "cells").glob("*") if d.is_dir() and d != cell_dir)
         t0 = time.perf_counter()
-        run_recipe(cell_recipe, out_dir=cell_dir, quick=quick, stages=stages)
+        run_recipe(cell_recipe, out_dir=cell_dir, quick=quick, stages=stages, seeds=seeds, reuse_from=siblings)
         write_json(cell_dir / "cell.json", {"settings": settings, "wall_seconds_last_run": round(time.perf_counter() - t0, 3)})
     return write_sweep_table(sweep_dir)
 
