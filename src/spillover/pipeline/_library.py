@@ -70,7 +70,7 @@ class LibraryStages:
 
         lm = load_model(model)
         stats = {}
-        common = {"seed": spec.seed, "max_new_tokens": spec.max_new_tokens, "prompts_per_behaviour": spec.prompts_per_behaviour}
+        common = {"seed": spec.seed, "max_new_tokens": spec.max_new_tokens, "prompts_per_behaviour": spec.prompts_per_behaviour, "batch_size": spec.batch_size}
         if "sft" in methods:
             built = build_sft(world, split, lm, neutral_fraction=spec.neutral_fraction, **common)
             write_jsonl(out / "sft.jsonl", built.records)

@@ -81,6 +81,9 @@ class PostDataSpec(_Strict):
     # Share of the organism's SFT mix made of CPT documents (rehearsal, trained on every token), so
     # post-training does not wash out what mid-training implanted. The control gets none: it has no documents.
     rehearsal_fraction: float = Field(0.0, ge=0, lt=1)
+    # Prompts answered per generate call. On 2 CPU cores 32-64 is ~1.4x faster than 16 (measured:
+    # 64 answers, 96 tokens: 69 s at 16, 50 s at 32, 45 s at 64).
+    batch_size: int = Field(32, ge=1)
 
 
 class PostSpec(_Strict):
@@ -98,7 +101,7 @@ class EvalSpec(_Strict):
     samples: int = Field(1, ge=1)
     temperature: float = Field(1.0, ge=0)
     max_new_tokens: int = Field(150, ge=1)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(32, ge=1)  # see PostDataSpec.batch_size
     # Evaluate only the first K eval prompts of each behaviour (all: null). The leakage check
     # always covers every eval prompt.
     prompts_per_behaviour: int | None = Field(None, ge=1)
