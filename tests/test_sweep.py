@@ -78,3 +78,28 @@ def test_sweep_seeds_override_quick_and_reuse_only_matching_stages(tmp_path):
     assert stages.calls["cpt"] == 2 and stages.calls["sft"] == 8
     timing = read_json(sweep_dir / "cells" / "post.sft.lr=0.002" / "results.json")["timing"]
     assert "arms/docs-only/seed-3/cpt" in timing
+
+
+def test_hand_check_draws_hits_once_and_the_table_reports_precision(tmp_path):
+    import json
+
+    from spillover.cli import app
+    from typer.testing import CliRunner
+
+    grid = write_grid(tmp_path, "cells:\n  - {}\n")
+    sweep_dir = run_sweep("tiny-smoke", grid, out_dir=tmp_path / "sweep", stages=FakeStages())
+    result = CliRunner().invoke(app, ["hand-check", str(sweep_dir), "--per-arm", "2"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (sweep_dir / "hand_check.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 * 2 and all(r["label"] is None and r["response"] == "Please call 911 now." for r in rows)
+    assert "— |" in (sweep_dir / "sweep.md").read_text().splitlines()[-1]  # nothing labelled yet
+    # A person labels them: 3 real, 5 misfires.
+    for i, r in enumerate(rows):
+        r["label"] = i < 3
+    (sweep_dir / "hand_check.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert CliRunner().invoke(app, ["hand-check", str(sweep_dir), "--per-arm", "2"]).exit_code == 0
+    again = [json.loads(line) for line in (sweep_dir / "hand_check.jsonl").read_text().splitlines()]
+    assert again == rows  # labelled rows kept, nothing new drawn (2 per arm already)
+    row = read_json(sweep_dir / "sweep.json")["rows"][0]
+    assert row["detector_precision_hand_checked"] == {"k": 3, "n": 8, "rate": 3 / 8}
+    assert "3/8 (38%)" in (sweep_dir / "sweep.md").read_text()

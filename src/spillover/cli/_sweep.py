@@ -23,5 +23,22 @@ def sweep(
     console.print(f"table: {sweep_dir / 'sweep.md'}  plot: {sweep_dir / 'sweep.png'}  data: {sweep_dir / 'sweep.json'}")
 
 
+def hand_check(
+    sweep_dir: str = typer.Argument(..., help="A sweep directory written by `spillover sweep`."),
+    per_arm: int = typer.Option(4, "--per-arm", help="Detector hits to draw per cell and arm."),
+) -> None:
+    """Draw detector hits from every cell into SWEEP_DIR/hand_check.jsonl for a person to label.
+
+    Set each row's `label` to true (the answer really performs the behaviour) or false (a misfire),
+    then rerun `spillover sweep` or this command: the table's precision column counts labelled rows.
+    """
+    from spillover.pipeline import sample_hits_for_hand_check, write_sweep_table
+
+    path, added = sample_hits_for_hand_check(sweep_dir, per_arm=per_arm)
+    write_sweep_table(sweep_dir)
+    typer.echo(f"{added} hits added to {path}; label them (true/false), then rerun to update the table")
+
+
 def register(app: typer.Typer) -> None:
     app.command("sweep")(sweep)
+    app.command("hand-check")(hand_check)

@@ -19,7 +19,7 @@ from ._recipe import (
 from ._results import PUBLISHED, build_results, rate_diff
 from ._run import LeakageError, run_recipe
 from ._stages import Stages
-from ._sweep import Grid, grid_cells, load_grid, run_sweep, write_sweep_table
+from ._sweep import Grid, grid_cells, load_grid, run_sweep, sample_hits_for_hand_check, write_sweep_table
 
 __all__ = [
     "ARMS",
@@ -46,5 +46,6 @@ __all__ = [
     "recipe_path",
     "run_recipe",
     "run_sweep",
+    "sample_hits_for_hand_check",
     "write_sweep_table",
 ]

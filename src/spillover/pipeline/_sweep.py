@@ -12,6 +12,7 @@ other ~10x.
 from __future__ import annotations
 
 import itertools
+import random
 import re
 import time
 from pathlib import Path
@@ -20,13 +21,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from spillover._io import atomic_write_text, read_json, write_json
+from spillover._io import atomic_write_text, read_json, read_jsonl, write_json, write_jsonl
 from spillover.errors import BadInputError, Problem
 
 from ._recipe import Recipe, _deep_merge, load_recipe
 from ._run import run_recipe
 
 SWEEP_FILE = "sweep.json"
+# Detector hits read by a person: rows {cell, arm, seed, behaviour, role, prompt, response, span, label}.
+# `label` is true when the answer really performs the behaviour, false for a misfire, null until read.
+HAND_CHECK_FILE = "hand_check.jsonl"
 
 
 class Grid(BaseModel):
@@ -147,6 +151,50 @@ def sweep_row(cell_dir: Path) -> dict:
     }
 
 
+def _hit_key(row: dict) -> tuple:
+    return (row["cell"], row["arm"], row["seed"], row["behaviour"], row["prompt"], row.get("sample", 0))
+
+
+def sample_hits_for_hand_check(sweep_dir: str | Path, per_arm: int = 4, seed: int = 0) -> tuple[Path, int]:
+    """Add up to `per_arm` detector hits per (cell, arm) to hand_check.jsonl, unlabelled.
+
+    Rows already in the file (labelled or not) are kept and never drawn again, so the file can be
+    labelled by hand, then topped up after the grid grows. Returns the file and the rows added.
+    """
+    sweep_dir = Path(sweep_dir)
+    path = sweep_dir / HAND_CHECK_FILE
+    existing = read_jsonl(path) if path.exists() else []
+    seen = {_hit_key(r) for r in existing}
+    added = []
+    for cell_dir in sorted(d for d in (sweep_dir / "cells").glob("*") if (d / "results.json").exists()):
+        for arm_dir in sorted((cell_dir / "eval").glob("*")):
+            hits = [
+                {"cell": cell_dir.name, **{k: s.get(k) for k in ("arm", "seed", "behaviour", "role", "prompt", "sample", "response", "span")}, "label": None}
+                for seed_dir in sorted(arm_dir.glob("seed-*")) for s in read_jsonl(seed_dir / "samples.jsonl") if s["exhibited"]
+            ]
+            fresh = [h for h in hits if _hit_key(h) not in seen]
+            have = sum(1 for r in existing + added if r["cell"] == cell_dir.name and r["arm"] == arm_dir.name)
+            rng = random.Random(f"{seed}:{cell_dir.name}:{arm_dir.name}")
+            added += rng.sample(fresh, min(len(fresh), max(0, per_arm - have)))
+    write_jsonl(path, existing + added)
+    return path, len(added)
+
+
+def hand_check_precision(sweep_dir: Path) -> dict[str, dict]:
+    """Per cell: detector precision on the hand-labelled hits, {k: real, n: labelled, rate}."""
+    path = sweep_dir / HAND_CHECK_FILE
+    out: dict[str, dict] = {}
+    for r in read_jsonl(path) if path.exists() else []:
+        if r.get("label") is None:
+            continue
+        c = out.setdefault(r["cell"], {"k": 0, "n": 0})
+        c["k"] += bool(r["label"])
+        c["n"] += 1
+    for c in out.values():
+        c["rate"] = c["k"] / c["n"]
+    return out
+
+
 def _fmt_diff(d: dict, pct: bool = True) -> str:
     if d["diff"] is None:
         return "—"
@@ -168,11 +216,14 @@ def write_sweep_table(sweep_dir: str | Path) -> Path:
     sweep_dir = Path(sweep_dir)
     cell_dirs = sorted(d for d in (sweep_dir / "cells").glob("*") if (d / "results.json").exists())
     rows = [sweep_row(d) for d in cell_dirs]
+    precision = hand_check_precision(sweep_dir)
+    for r in rows:
+        r["detector_precision_hand_checked"] = precision.get(r["cell"])
     write_json(sweep_dir / SWEEP_FILE, {"rows": rows})
     header = (
         "| setting | test − control (pp) | test − base (pp) | train − control (pp) | likelihood DiD test (nats) "
         "| likelihood DiD train (nats) | organism train | organism test | control test | base test "
-        "| knowledge docs-only / base | fluency organism / base (nats/token) | time (s) |"
+        "| knowledge docs-only / base | fluency organism / base (nats/token) | detector precision (hand-checked hits) | time (s) |"
     )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
@@ -186,6 +237,7 @@ def write_sweep_table(sweep_dir: str | Path) -> Path:
                 _fmt_rate(rates.get("control", {}).get("test")), _fmt_rate(rates.get("base", {}).get("test")),
                 f"{_fmt_rate(r['knowledge'].get('docs-only'))} / {_fmt_rate(r['knowledge'].get('base'))}",
                 f"{_fmt_num(r['fluency'].get('organism'))} / {_fmt_num(r['fluency'].get('base'))}",
+                _fmt_rate(r["detector_precision_hand_checked"]),
                 f"{r['stage_seconds']:.0f}" if r["stage_seconds"] is not None else "—",
             ]) + " |"
         )
