@@ -212,6 +212,16 @@ def test_changing_cpt_reruns_cpt_and_everything_downstream_of_it_only(tmp_path):
     assert stages.calls == Counter(cpt=1, sft=1, evaluate=2, probes=2)
 
 
+def test_changing_rehearsal_retrains_only_the_organism(tmp_path):
+    run(tmp_path, FakeStages())
+    r = load_recipe("tiny-smoke")
+    data = r.post.data.model_copy(update={"rehearsal_fraction": 0.3})
+    stages = FakeStages()
+    run(tmp_path, stages, recipe=r.model_copy(update={"post": r.post.model_copy(update={"data": data})}))
+    # the post-training data, the control arm and the CPT model are all reused
+    assert stages.calls == Counter(sft=1, evaluate=1, probes=1)
+
+
 def test_killed_run_resumes_at_the_failed_stage(tmp_path):
     with pytest.raises(RuntimeError, match="killed during sft"):
         run(tmp_path, FakeStages(fail_at="sft"))

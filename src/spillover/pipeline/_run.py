@@ -246,7 +246,8 @@ def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[
     steps = recipe.post.steps
     data_hash = runner.stage(
         "data", "post-training data",
-        {"world": recipe.world, "split": recipe.split, "model": model_key, "methods": steps, **recipe.post.data.model_dump()},
+        # Rehearsal mixes documents in at training time; it does not change the data built here.
+        {"world": recipe.world, "split": recipe.split, "model": model_key, "methods": steps, **recipe.post.data.model_dump(exclude={"rehearsal_fraction"})},
         {"world": world_hash},
         lambda out: _build_post_data(stages, world, recipe, steps, out),
     )
