@@ -306,6 +306,11 @@ def test_cli_run_and_report(tmp_path, monkeypatch):
     assert (tmp_path / "r/report.html").exists()
     result = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
     assert result.exit_code == 2 and "results.json" in result.output
+    result = CliRunner().invoke(app, ["run", "tiny-smoke", "--out", str(tmp_path / "s"), "--quick", "--seeds", "3,4"])
+    assert result.exit_code == 0, result.output
+    assert read_json(tmp_path / "s/results.json")["seeds"] == [3, 4]
+    result = CliRunner().invoke(app, ["run", "tiny-smoke", "--seeds", "3,x"])
+    assert result.exit_code == 2 and "comma-separated integers" in result.output
 
 
 # ---- the real stages on the tiny model ------------------------------------------------------
