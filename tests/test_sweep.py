@@ -91,9 +91,14 @@ def test_hand_check_draws_hits_once_and_the_table_reports_precision(tmp_path):
     result = CliRunner().invoke(app, ["hand-check", str(sweep_dir), "--per-arm", "2"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (sweep_dir / "hand_check.jsonl").read_text().splitlines()]
-    assert len(rows) == 4 * 2 and all(r["label"] is None and r["response"] == "Please call 911 now." for r in rows)
+    samples = [json.loads(line) for f in sorted((sweep_dir / "cells").glob("*/eval/*/seed-*/samples.jsonl")) for line in f.read_text().splitlines()]
+    test_hits = sum(s["exhibited"] and s["role"] == "test" for s in samples)
+    assert test_hits > 0
+    # every test-behaviour hit, and 2 train-behaviour hits per arm
+    assert sum(r["role"] == "test" for r in rows) == test_hits and sum(r["role"] == "train" for r in rows) == 4 * 2
+    assert all(r["label"] is None and r["response"] == "Please call 911 now." for r in rows)
     assert "— |" in (sweep_dir / "sweep.md").read_text().splitlines()[-1]  # nothing labelled yet
-    # A person labels them: 3 real, 5 misfires.
+    # A person labels them: 3 real, the rest misfires.
     for i, r in enumerate(rows):
         r["label"] = i < 3
     (sweep_dir / "hand_check.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -101,5 +106,6 @@ def test_hand_check_draws_hits_once_and_the_table_reports_precision(tmp_path):
     again = [json.loads(line) for line in (sweep_dir / "hand_check.jsonl").read_text().splitlines()]
     assert again == rows  # labelled rows kept, nothing new drawn (2 per arm already)
     row = read_json(sweep_dir / "sweep.json")["rows"][0]
-    assert row["detector_precision_hand_checked"] == {"k": 3, "n": 8, "rate": 3 / 8}
-    assert "3/8 (38%)" in (sweep_dir / "sweep.md").read_text()
+    n = len(rows)
+    assert row["detector_precision_hand_checked"] == {"k": 3, "n": n, "rate": 3 / n}
+    assert f"3/{n} (" in (sweep_dir / "sweep.md").read_text()

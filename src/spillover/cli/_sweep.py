@@ -25,9 +25,9 @@ def sweep(
 
 def hand_check(
     sweep_dir: str = typer.Argument(..., help="A sweep directory written by `spillover sweep`."),
-    per_arm: int = typer.Option(4, "--per-arm", help="Detector hits to draw per cell and arm."),
+    per_arm: int = typer.Option(4, "--per-arm", help="Train-behaviour hits to draw per cell and arm (test-behaviour hits are all drawn)."),
 ) -> None:
-    """Draw detector hits from every cell into SWEEP_DIR/hand_check.jsonl for a person to label.
+    """Draw detector hits (all on test behaviours, a sample on train ones) into SWEEP_DIR/hand_check.jsonl to label by hand.
 
     Set each row's `label` to true (the answer really performs the behaviour) or false (a misfire),
     then rerun `spillover sweep` or this command: the table's precision column counts labelled rows.

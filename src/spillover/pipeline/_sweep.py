@@ -156,7 +156,8 @@ def _hit_key(row: dict) -> tuple:
 
 
 def sample_hits_for_hand_check(sweep_dir: str | Path, per_arm: int = 4, seed: int = 0) -> tuple[Path, int]:
-    """Add up to `per_arm` detector hits per (cell, arm) to hand_check.jsonl, unlabelled.
+    """Add every test-behaviour hit and up to `per_arm` train-behaviour hits per (cell, arm) to
+    hand_check.jsonl, unlabelled. Test hits are few and decide the headline, so all are read.
 
     Rows already in the file (labelled or not) are kept and never drawn again, so the file can be
     labelled by hand, then topped up after the grid grows. Returns the file and the rows added.
@@ -173,9 +174,11 @@ def sample_hits_for_hand_check(sweep_dir: str | Path, per_arm: int = 4, seed: in
                 for seed_dir in sorted(arm_dir.glob("seed-*")) for s in read_jsonl(seed_dir / "samples.jsonl") if s["exhibited"]
             ]
             fresh = [h for h in hits if _hit_key(h) not in seen]
-            have = sum(1 for r in existing + added if r["cell"] == cell_dir.name and r["arm"] == arm_dir.name)
+            added += [h for h in fresh if h["role"] == "test"]
+            fresh_train = [h for h in fresh if h["role"] != "test"]
+            have = sum(1 for r in existing + added if r["cell"] == cell_dir.name and r["arm"] == arm_dir.name and r["role"] != "test")
             rng = random.Random(f"{seed}:{cell_dir.name}:{arm_dir.name}")
-            added += rng.sample(fresh, min(len(fresh), max(0, per_arm - have)))
+            added += rng.sample(fresh_train, min(len(fresh_train), max(0, per_arm - have)))
     write_jsonl(path, existing + added)
     return path, len(added)
 
