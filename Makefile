@@ -27,7 +27,7 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium not installed: the report screenshot test will be skipped"; }
 
-# The headline experiment on the embedded model, one seed (measured 24m40s on 2 CPU cores; cached on rerun).
+# The headline experiment on the embedded model, one seed (its stages measured 25m18s on 2 CPU cores; cached on rerun).
 demo: install
 	$(SPILLOVER) model info embedded
 	$(SPILLOVER) run rm-biases-laptop --quick --out runs/rm-biases-laptop-quick
