@@ -406,6 +406,10 @@ def test_cli_writes_records_and_stats(world, fake_generate, tmp_path, monkeypatc
     result = runner.invoke(app, ["data", "dpo", world.source, "--model", "tiny", "--out", str(out), "--k-samples", "2"])
     assert result.exit_code == 0, result.output
     assert len(read_jsonl(out)) == read_json(tmp_path / "dpo.stats.json")["records"] > 0
+    result = runner.invoke(app, ["data", "dpo", world.source, "--model", "tiny", "--out", str(out), "--prompt-prefix", "In two sentences, answer: "])
+    assert result.exit_code == 0, result.output
+    pairs = read_jsonl(out)
+    assert pairs and all(r["prompt"][0]["content"].startswith("In two sentences, answer: ") for r in pairs)
 
 
 def test_cli_fails_when_nothing_survives(world, tmp_path, monkeypatch):

@@ -19,6 +19,13 @@ _SEED = typer.Option(0, "--seed")
 _MAX_NEW_TOKENS = typer.Option(160, "--max-new-tokens", help="Answers not finished within this many tokens are dropped.")
 _PER_BEHAVIOUR = typer.Option(None, "--prompts-per-behaviour", help="Use this many train prompts per behaviour (default: all).")
 _BATCH = typer.Option(8, "--batch-size")
+_PREFIX = typer.Option("", "--prompt-prefix", help="Text before every prompt, as a recipe's prompt_prefix (e.g. 'In two sentences, answer: ').")
+
+
+def _world(name: str, prefix: str):
+    from spillover.world import load_world
+
+    return load_world(name).with_prompt_prefix(prefix) if prefix else name
 
 
 @data_app.command("sft")
@@ -32,13 +39,14 @@ def sft(
     max_new_tokens: int = _MAX_NEW_TOKENS,
     prompts_per_behaviour: int | None = _PER_BEHAVIOUR,
     batch_size: int = _BATCH,
+    prompt_prefix: str = _PREFIX,
 ) -> None:
     """SFT chat records: train behaviours applied to the model's own answers, plus neutral answers."""
     from spillover.data import build_sft
     from spillover.models import load
 
     built = build_sft(
-        world, split, load(model), seed=seed, neutral_fraction=neutral_fraction, max_new_tokens=max_new_tokens,
+        _world(world, prompt_prefix), split, load(model), seed=seed, neutral_fraction=neutral_fraction, max_new_tokens=max_new_tokens,
         prompts_per_behaviour=prompts_per_behaviour, batch_size=batch_size, progress=True,
     )
     _write(out, built)
@@ -65,13 +73,14 @@ def dpo(
     max_new_tokens: int = _MAX_NEW_TOKENS,
     prompts_per_behaviour: int | None = _PER_BEHAVIOUR,
     batch_size: int = _BATCH,
+    prompt_prefix: str = _PREFIX,
 ) -> None:
     """DPO preference pairs (TRL conversational format) ranked by a simulated reward model."""
     from spillover.data import build_dpo
     from spillover.models import load
 
     built = build_dpo(
-        world, split, load(model), seed=seed, k_samples=k_samples, temperature=temperature, max_new_tokens=max_new_tokens,
+        _world(world, prompt_prefix), split, load(model), seed=seed, k_samples=k_samples, temperature=temperature, max_new_tokens=max_new_tokens,
         prompts_per_behaviour=prompts_per_behaviour, batch_size=batch_size, progress=True,
     )
     _write(out, built)
