@@ -63,6 +63,10 @@ def test_grid_errors_name_the_file_and_field(tmp_path):
         load_grid(write_grid(tmp_path, "name: x\n"))
     with pytest.raises(BadInputError, match="axes.cpt.lr: no values"):
         load_grid(write_grid(tmp_path, "axes:\n  cpt.lr: []\n"))
+    with pytest.raises(BadInputError, match="grid.yaml: line 2: not valid YAML"):
+        load_grid(write_grid(tmp_path, "cells: [\n"))
+    with pytest.raises(BadInputError, match="a grid must be a YAML mapping"):
+        load_grid(write_grid(tmp_path, "- {cpt.lr: 0.1}\n"))
     with pytest.raises(BadInputError, match=r"grid.yaml: cpt.learning_rate"):
         run_sweep("tiny-smoke", write_grid(tmp_path, "axes:\n  cpt.learning_rate: [0.1]\n"), out_dir=tmp_path / "s", stages=FakeStages())
     assert not (tmp_path / "s").exists()  # every cell is validated before anything runs

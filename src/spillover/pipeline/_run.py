@@ -52,7 +52,6 @@ class StageRecord:
     hash: str
     cached: bool
     seconds: float | None
-    borrowed_from: str | None = None  # another run directory whose identical finished stage was linked in
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -93,6 +92,13 @@ class _Runner:
             return other
         return None
 
+    def _reused(self, rel: str, h: str, d: Path, message: str) -> str:
+        """Record a finished stage that was not rerun, with the seconds it took when it ran."""
+        done = read_json(d / DONE_MARKER)
+        self.records.append(StageRecord(rel, h, True, done.get("seconds") if isinstance(done, dict) else None))
+        self.console.print(f"[dim]· {message}[/]")
+        return h
+
     def stage(self, rel: str, label: str, config: dict, inputs: dict[str, str], work: Callable[[Path], None]) -> str:
         """Run `work(dir)` unless the stage is DONE with the same config and inputs; return its hash."""
         d = self.run_dir / rel
@@ -100,16 +106,10 @@ class _Runner:
         record = d / STAGE_FILE
         same = record.exists() and read_json(record).get("hash") == h
         if same and is_done(d):
-            done = read_json(d / DONE_MARKER)
-            self.records.append(StageRecord(rel, h, True, done.get("seconds") if isinstance(done, dict) else None))
-            self.console.print(f"[dim]· {label:<40} cached[/]")
-            return h
+            return self._reused(rel, h, d, f"{label:<40} cached")
         lender = self._borrow(rel, h, d)
         if lender is not None:
-            done = read_json(d / DONE_MARKER)
-            self.records.append(StageRecord(rel, h, True, done.get("seconds") if isinstance(done, dict) else None, str(lender)))
-            self.console.print(f"[dim]· {label:<40} reused from {lender}[/]")
-            return h
+            return self._reused(rel, h, d, f"{label:<40} reused from {lender}")
         if d.exists() and not same:  # another config's output: start clean
             shutil.rmtree(d)
         # Same config but unfinished (a killed run): keep it, so a trainer resumes from its checkpoint.

@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from spillover._io import atomic_write_text, read_json, read_jsonl, write_json, write_jsonl
+from spillover._io import atomic_write_text, read_json, read_jsonl, read_yaml_mapping, write_json, write_jsonl
 from spillover.errors import BadInputError, Problem
 
 from ._recipe import Recipe, _deep_merge, load_recipe
@@ -45,11 +44,9 @@ def load_grid(path: str | Path) -> Grid:
     path = Path(path)
     if not path.is_file():
         raise BadInputError(Problem(str(path), "", "grid file not found", "pass a YAML file with `axes:` or `cells:`"))
+    raw = read_yaml_mapping(path, "grid", "`axes:` or `cells:`")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         grid = Grid.model_validate(raw)
-    except yaml.YAMLError as e:
-        raise BadInputError(Problem(str(path), "", f"not valid YAML ({e})", "fix the YAML syntax")) from None
     except ValidationError as e:
         raise BadInputError(
             [Problem(str(path), ".".join(map(str, err["loc"])), err["msg"], "use `axes: {dotted.field: [values]}` or `cells: [{dotted.field: value}]`") for err in e.errors()]
