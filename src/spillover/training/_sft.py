@@ -76,7 +76,7 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group
 
     Shuffle, sort within windows of `group` batches, cut into batches, shuffle the batches (as HF's
     `group_by_length`). Random batches of chat records waste ~22% of their tokens on padding
-    (measured on the laptop recipe's SFT data: 1.22x padded/real); grouped, ~1%.
+    (laptop recipe SFT data, 82 records, batch 4, mean of 20 seeds: 1.22x padded/real); grouped, 1.045x.
     """
     rng = random.Random(seed)
     order = list(range(len(lengths)))
