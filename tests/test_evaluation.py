@@ -433,3 +433,19 @@ def test_eval_cli_rejects_bad_split(tmp_path, two_behaviour_world):
 
     result = CliRunner().invoke(app, ["eval", "--model", "tiny", "--world", str(two_behaviour_world), "--split", "nope", "--out", str(tmp_path / "o")])
     assert isinstance(result.exception, BadInputError)
+
+
+def test_score_continuations_shares_prefixes_across_batches(tiny_lm):
+    # Prefixes repeat with 1-4 continuations each, one continuation is empty, and batch_size 3 is
+    # smaller than the largest group: every score must still equal the direct computation.
+    shared = "Question: which colour is the sky on a clear day?"
+    other = "Hi"
+    prefixes = [shared, other, shared, shared, other, "A third prefix", shared]
+    conts = [" blue", " there friend", " green and bright", "", " hello", " alone", " red"]
+    got = score_continuations(tiny_lm, prefixes, conts, batch_size=3)
+    for (lp, n), p, c in zip(got, prefixes, conts):
+        if not c:
+            assert (lp, n) == (0.0, 0)
+            continue
+        assert n == len(tiny_lm.tokenizer(c, add_special_tokens=False)["input_ids"])
+        assert lp == pytest.approx(_direct_logprob(tiny_lm, p, c), abs=1e-3)

@@ -23,53 +23,88 @@ UNIT = "nats, summed over continuation tokens"
 DID_ARMS = ("organism", "docs-only", "control", "base")
 
 
+def _cache_argument(model) -> str:
+    """The forward argument that takes a KV cache: transformers renamed `past_key_values` to `cache`."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def score_continuations(
     lm: LoadedModel, prefixes: Sequence[str], continuations: Sequence[str], *, batch_size: int = 8
 ) -> list[tuple[float, int]]:
     """(sum of log-probs, number of tokens) of each continuation given its prefix (plain text).
 
     Prefix and continuation are tokenised separately and concatenated, so the scored tokens are
-    exactly the continuation's own tokens whatever text precedes them.
+    exactly the continuation's own tokens whatever text precedes them. Each distinct prefix is
+    encoded once and its KV cache reused for all its continuations: the probes score one context
+    against 2 (likelihood) or 4 (knowledge) continuations, and the prefix is most of the tokens.
+    `batch_size` bounds the (prefix, continuation) rows of one forward pass.
     """
     import torch
 
     tok = lm.tokenizer
-    items = [
-        (tok(p, add_special_tokens=False)["input_ids"], tok(c, add_special_tokens=False)["input_ids"])
-        for p, c in zip(prefixes, continuations, strict=True)
-    ]
+    encode = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    by_prefix: dict[str, list[int]] = {}
+    for i, prefix in enumerate(prefixes):
+        by_prefix.setdefault(prefix, []).append(i)
+    cont_ids = [encode(c) for c in continuations]
+    if len(cont_ids) != len(prefixes):
+        raise BadInputError(Problem("", "continuations", f"{len(cont_ids)} continuations for {len(prefixes)} prefixes", "pass one continuation per prefix"))
+    prefix_ids = {p: encode(p) for p, rows in by_prefix.items() if any(cont_ids[i] for i in rows)}
+    if any(not ids for ids in prefix_ids.values()):
+        raise BadInputError(Problem("", "prefixes", "an empty prefix leaves the first continuation token unscored", "give every continuation a non-empty prefix"))
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    order = sorted(range(len(items)), key=lambda i: -(len(items[i][0]) + len(items[i][1])))
-    results: list[tuple[float, int]] = [(0.0, 0)] * len(items)
-    for start in range(0, len(order), batch_size):
-        idx = [i for i in order[start : start + batch_size] if items[i][1]]
-        if not idx:
-            continue
-        # Left padding: every continuation ends at the last position, so only the last
-        # `keep` positions' logits are needed (the vocabulary makes full logits large).
-        width = max(len(items[i][0]) + len(items[i][1]) for i in idx)
-        keep = max(len(items[i][1]) for i in idx) + 1
-        input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            ids = items[i][0] + items[i][1]
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention[row, width - len(ids) :] = 1
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        device = lm.model.device
+    device = lm.model.device
+    results: list[tuple[float, int]] = [(0.0, 0)] * len(prefixes)
+    # Longest first, so each batch pads little; a batch holds prefixes until their rows reach batch_size.
+    pending = sorted(prefix_ids, key=lambda p: -len(prefix_ids[p]))
+    while pending:
+        batch, rows = [], 0
+        while pending and (not batch or rows + len(by_prefix[pending[0]]) <= batch_size):
+            batch.append(pending.pop(0))
+            rows += len(by_prefix[batch[-1]])
+        width = max(len(prefix_ids[p]) for p in batch)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, p in enumerate(batch):  # left padding: every prefix ends at the last position
+            input_ids[row, width - len(prefix_ids[p]) :] = torch.tensor(prefix_ids[p])
+            attention[row, width - len(prefix_ids[p]) :] = 1
         with torch.no_grad():
-            logits = lm.model(
+            out = lm.model(
                 input_ids=input_ids.to(device),
                 attention_mask=attention.to(device),
+                position_ids=(attention.cumsum(-1) - 1).clamp(min=0).to(device),
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each continuation's first token
+        pairs = [(row, i) for row, p in enumerate(batch) for i in by_prefix[p] if cont_ids[i]]
+        cache = getattr(out, "cache", None) or out.past_key_values
+        cache.batch_select_indices(torch.tensor([row for row, _ in pairs], device=device))
+        length = max(len(cont_ids[i]) for _, i in pairs)
+        cont = torch.full((len(pairs), length), pad_id, dtype=torch.long)
+        cont_attention = torch.zeros((len(pairs), length), dtype=torch.long)
+        for k, (_, i) in enumerate(pairs):  # right padding: continuations start right after their prefix
+            cont[k, : len(cont_ids[i])] = torch.tensor(cont_ids[i])
+            cont_attention[k, : len(cont_ids[i])] = 1
+        prefix_rows = torch.tensor([row for row, _ in pairs])
+        positions = attention.sum(-1)[prefix_rows, None] + torch.arange(length)[None, :]
+        with torch.no_grad():
+            logits = lm.model(
+                input_ids=cont.to(device),
+                attention_mask=torch.cat([attention[prefix_rows], cont_attention], dim=-1).to(device),
                 position_ids=positions.to(device),
-                logits_to_keep=keep,
+                use_cache=True,
+                **{_cache_argument(lm.model): cache},
             ).logits
-        for row, i in enumerate(idx):
-            n = len(items[i][1])
-            # logits[:, j] predicts the token after position (width - keep + j).
-            row_logp = torch.log_softmax(logits[row, keep - n - 1 : keep - 1].float(), dim=-1)
-            targets = input_ids[row, width - n :].to(row_logp.device)
-            results[i] = (float(row_logp.gather(-1, targets[:, None]).sum()), n)
+        for k, (row, i) in enumerate(pairs):
+            n = len(cont_ids[i])
+            targets = cont[k, :n].to(device)
+            # Token 0 is predicted by the prefix's last position, token j by continuation position j - 1.
+            logp = torch.cat([first_logp[row, None], torch.log_softmax(logits[k, : n - 1].float(), dim=-1)])
+            results[i] = (float(logp.gather(-1, targets[:, None]).sum()), n)
+        del out, cache, logits
     return results
 
 
