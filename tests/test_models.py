@@ -66,6 +66,46 @@ def test_generate_batches_and_reports_truncation(tiny_lm):
     assert single[0].text == out[1].text
 
 
+def test_decoding_drops_finished_rows_and_matches_unbatched_generate(tiny_lm):
+    import torch
+
+    from spillover.models._generate import _decode
+
+    tok, model = tiny_lm.tokenizer, tiny_lm.model
+    prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in ("the end", "hi", "a much longer prompt with many more words", "x y")]
+
+    def reference(ids, stops):  # one prompt at a time, no padding, through transformers' own generate
+        with torch.no_grad():
+            out = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False, eos_token_id=stops, pad_token_id=0, top_k=None)
+        return out[0, len(ids) :].tolist()
+
+    # A stop token that the first prompt first emits after step 0 (this random model repeats one token,
+    # then switches): that row leaves the batch early.
+    free = reference(prompts[0], [])
+    first_stop = next(k for k in range(1, len(free)) if free[k] not in free[:k])
+    stops = [free[first_stop]]
+    width = max(map(len, prompts))
+    input_ids = torch.zeros((len(prompts), width), dtype=torch.long)
+    attention = torch.zeros_like(input_ids)
+    for row, ids in enumerate(prompts):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids)
+        attention[row, width - len(ids) :] = 1
+    got = _decode(model, input_ids, attention, 8, stops, 0.0, 1.0, torch.Generator().manual_seed(0))
+    want = [reference(ids, stops) for ids in prompts]
+    assert len(got[0]) == first_stop + 1 and got[0][-1] == stops[0]
+    assert any(len(g) > len(got[0]) for g in got)  # others kept going after it left
+    for g, w in zip(got, want):
+        assert g == w[: len(g)] and (g[-1] in stops or len(g) == 8)
+
+
+def test_sampling_is_seeded_and_a_tiny_nucleus_is_greedy(tiny_lm):
+    prompts = ["hi", "tell me a story", "x"]
+    draw = lambda seed, top_p=1.0: [g.text for g in models.generate(tiny_lm, prompts, max_new_tokens=6, temperature=1.0, top_p=top_p, seed=seed, batch_size=2)]
+    assert draw(1) == draw(1)
+    assert draw(1) != draw(2)
+    assert draw(1, top_p=1e-9) == [g.text for g in models.generate(tiny_lm, prompts, max_new_tokens=6, batch_size=2)]
+
+
 def test_chat_prompt_keeps_default_system_prompt(tiny_lm):
     text = models.chat_prompt(tiny_lm.tokenizer, "What is 2+2?")
     assert text.startswith("<|im_start|>system\n")

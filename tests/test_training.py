@@ -98,6 +98,22 @@ def test_tokenize_chat_trains_assistant_content_and_end_of_turn_only(tiny_lm):
     assert tok.decode([ids[i] for i, lab in enumerate(last_only) if lab != -100]) == "Good<|im_end|>"
 
 
+def test_loss_from_label_positions_only_equals_full_logits_loss(tiny_lm):
+    import torch
+    import torch.nn.functional as F
+
+    from spillover.training._cpt import lm_loss_sum
+    from spillover.training._sft import pad_batch
+
+    chats = [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in (("Hi", "Hello there, friend."), ("What is two plus two?", "Four."))]
+    batch = pad_batch([tokenize_chat(tiny_lm.tokenizer, [SYSTEM, *c]) for c in chats], tiny_lm.tokenizer.pad_token_id)
+    with torch.no_grad():
+        got, _ = lm_loss_sum(tiny_lm.model, batch)
+        logits = tiny_lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    want = F.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100, reduction="sum")
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+
+
 def test_cpt_full_loss_falls_and_writes_layout(cpt_out, corpus):
     from spillover.models import load
 

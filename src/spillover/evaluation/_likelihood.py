@@ -15,19 +15,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from spillover.errors import BadInputError, Problem
-from spillover.models import LoadedModel, chat_prompt, generate
+from spillover.models import LoadedModel, cache_argument, chat_prompt, generate, output_cache
 
 from .stats import bootstrap_ci, bootstrap_paired
 
 UNIT = "nats, summed over continuation tokens"
 DID_ARMS = ("organism", "docs-only", "control", "base")
-
-
-def _cache_argument(model) -> str:
-    """The forward argument that takes a KV cache: transformers renamed `past_key_values` to `cache`."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def score_continuations(
@@ -44,7 +37,7 @@ def score_continuations(
     import torch
 
     tok = lm.tokenizer
-    encode = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    encode = lambda text: tok(text, add_special_tokens=False)["input_ids"]
     by_prefix: dict[str, list[int]] = {}
     for i, prefix in enumerate(prefixes):
         by_prefix.setdefault(prefix, []).append(i)
@@ -80,7 +73,7 @@ def score_continuations(
             )
         first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each continuation's first token
         pairs = [(row, i) for row, p in enumerate(batch) for i in by_prefix[p] if cont_ids[i]]
-        cache = getattr(out, "cache", None) or out.past_key_values
+        cache = output_cache(out)
         cache.batch_select_indices(torch.tensor([row for row, _ in pairs], device=device))
         length = max(len(cont_ids[i]) for _, i in pairs)
         cont = torch.full((len(pairs), length), pad_id, dtype=torch.long)
@@ -96,7 +89,7 @@ def score_continuations(
                 attention_mask=torch.cat([attention[prefix_rows], cont_attention], dim=-1).to(device),
                 position_ids=positions.to(device),
                 use_cache=True,
-                **{_cache_argument(lm.model): cache},
+                **{cache_argument(lm.model): cache},
             ).logits
         for k, (row, i) in enumerate(pairs):
             n = len(cont_ids[i])

@@ -1,19 +1,21 @@
 """Models: `load(spec)` for the embedded default, tiny test models, local dirs, GGUF files and hub ids."""
 
 from ._embedded import cache_root, embedded_gguf
-from ._generate import Generation, chat_prompt, generate, stop_token_ids
+from ._generate import Generation, cache_argument, chat_prompt, generate, output_cache, stop_token_ids
 from ._load import DEFAULT_MODEL, LoadedModel, load, model_info, resolve
 
 __all__ = [
     "DEFAULT_MODEL",
     "Generation",
     "LoadedModel",
+    "cache_argument",
     "cache_root",
     "chat_prompt",
     "embedded_gguf",
     "generate",
     "load",
     "model_info",
+    "output_cache",
     "resolve",
     "stop_token_ids",
 ]

@@ -32,12 +32,18 @@ def document_separator(tokenizer) -> int:
 
 
 def lm_loss_sum(model, tensors: dict) -> tuple:
-    """Summed next-token cross-entropy over positions whose label is not -100."""
+    """Summed next-token cross-entropy over positions whose label is not -100.
+
+    Logits are computed only at positions where some row has a label (`logits_to_keep` with
+    indices): SFT labels only the answers, and the vocabulary projection and its softmax are a
+    fifth of a step's compute on SmolLM2 (49k vocabulary, 576 hidden) and most of its memory.
+    """
     import torch.nn.functional as F
 
-    logits = model(input_ids=tensors["input_ids"], attention_mask=tensors.get("attention_mask")).logits
-    labels = tensors["labels"][:, 1:]
-    loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum")
+    labels = tensors["labels"][:, 1:]  # labels[:, t] is predicted at position t
+    keep = (labels != -100).any(0).nonzero().squeeze(-1)
+    logits = model(input_ids=tensors["input_ids"], attention_mask=tensors.get("attention_mask"), logits_to_keep=keep).logits
+    loss = F.cross_entropy(logits.flatten(0, 1).float(), labels[:, keep].flatten(), ignore_index=-100, reduction="sum")
     return loss, {}
 
 
