@@ -27,12 +27,11 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "chromium not installed: the report screenshot test will be skipped"; }
 
-# The headline experiment on the embedded model, one seed (its stages measured 25m18s on 2 CPU cores; cached on rerun).
+# The headline experiment on the embedded model, one seed: 17m52s on 2 CPU cores from a fresh clone
+# (benchmarks/results/demo_stages.json); cached on rerun. `spillover run` prints the table and the paths.
 demo: install
 	$(SPILLOVER) model info embedded
 	$(SPILLOVER) run rm-biases-laptop --quick --out runs/rm-biases-laptop-quick
-	@echo "results: runs/rm-biases-laptop-quick/results.json"
-	@echo "report:  runs/rm-biases-laptop-quick/report.html"
 
 test: install chromium
 	$(PY) -m pytest -q
