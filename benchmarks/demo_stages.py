@@ -12,12 +12,12 @@ measured outside, e.g. with `time make demo`.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
 from pathlib import Path
 
 from spillover._io import read_json, write_json
+
+from _machine import machine  # benchmarks/_machine.py: scripts run from this folder
 
 RESULTS = Path(__file__).parent / "results" / "demo_stages.json"
 
@@ -39,7 +39,7 @@ def main() -> None:
         "stage_seconds": stages,
         "total_stage_seconds": timing["total_stage_seconds"],
         "make_demo_wall_seconds": args.wall_seconds,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
+        "machine": machine(),
     })
     for name, seconds in stages.items():
         print(f"{name:<32} {seconds:8.1f} s")

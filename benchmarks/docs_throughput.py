@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 
 from spillover._io import write_json
 from spillover.documents import document_stats, generate_documents
 from spillover.world import load_world
+
+from _machine import machine  # benchmarks/_machine.py: scripts run from this folder
 
 RESULTS = Path(__file__).parent / "results" / "docs_throughput.json"
 
@@ -61,12 +60,7 @@ def main() -> None:
         "genre_balance": {"min": min(genre_counts), "max": max(genre_counts)},
         "behaviour_balance": {"min": min(behaviour_counts), "max": max(behaviour_counts),
                               "max_over_min": round(max(behaviour_counts) / min(behaviour_counts), 3)},
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "python": sys.version.split()[0],
-        },
+        "machine": machine(),
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     write_json(args.out, result)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 
 import torch
@@ -21,6 +19,8 @@ from spillover._io import write_json
 from spillover.evaluation import HFBackend
 from spillover.models import chat_prompt, load, model_info, stop_token_ids
 from spillover.world import load_world
+
+from _machine import machine  # benchmarks/_machine.py: scripts run from this folder
 
 
 def eval_prompts(world_name: str, count: int) -> list[str]:
@@ -90,15 +90,7 @@ def main() -> None:
         "one_at_a_time": {"seconds": round(t_single, 2), "responses_per_s": round(len(prompts) / t_single, 3)},
         "ratio": round(t_single / t_batched, 2),
         "identical_answers": sum(a.text == b for a, b in zip(batched, single)),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "load_average": os.getloadavg(),
-        },
+        "machine": machine(),
     }
     print(json.dumps(result, indent=2))
     if args.out:

@@ -10,16 +10,15 @@ benchmarks/results/generate_batch_size.json with the machine.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
-import torch
 
 from spillover._io import write_json
 from spillover.models import generate, load, model_info
 from spillover.world import load_world
+
+from _machine import machine  # benchmarks/_machine.py: scripts run from this folder
 
 RESULTS = Path(__file__).parent / "results" / "generate_batch_size.json"
 
@@ -46,8 +45,7 @@ def main() -> None:
     write_json(RESULTS, {
         "benchmark": "generate_batch_size", "model": model_info(lm), "prompts": len(prompts), "max_new_tokens": args.max_new_tokens,
         "runs": runs,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()},
+        "machine": machine(),
     })
 
 

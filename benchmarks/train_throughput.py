@@ -17,12 +17,13 @@ import os
 import platform
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from spillover._io import read_jsonl, write_json, write_jsonl
+
+from _machine import machine  # benchmarks/_machine.py: scripts run from this folder
 
 RESULTS = Path(__file__).parent / "results" / "train_throughput.json"
 
@@ -108,7 +109,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
-    import torch
 
     from spillover.models import load, model_info
 
@@ -122,10 +122,10 @@ def main() -> None:
         packed = ours(data, args.steps, args.batch_size, args.max_len, workdir)
         padded = hf_trainer(docs, args.steps, args.batch_size, args.max_len, workdir)
         load_after = os.getloadavg()
-    machine = cpu_peak_gflops()
+    peak = cpu_peak_gflops()
     for r in (packed, padded):
         r["gflops"] = round(6 * params * r["tokens_per_s"] / 1e9, 2)
-        r["fraction_of_peak"] = round(r["gflops"] / machine["peak_gflops_fp32"], 4)
+        r["fraction_of_peak"] = round(r["gflops"] / peak["peak_gflops_fp32"], 4)
     doc_tokens = [len(t) for t in load("embedded").tokenizer([d["text"] for d in docs], add_special_tokens=False)["input_ids"]]
     result = {
         "benchmark": "train_throughput",
@@ -136,12 +136,11 @@ def main() -> None:
         "ours_packed": packed, "hf_trainer_padded": padded,
         "speedup": round(packed["tokens_per_s"] / padded["tokens_per_s"], 2),
         "flops_formula": "6 * parameters * tokens_per_s",
-        "machine": {**machine, "platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
-                    "torch_threads": torch.get_num_threads(), "loadavg_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)]},
+        "machine": {**peak, **machine(), "loadavg_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)]},
     }
     write_json(args.out, result)
     print(f"ours (packed): {packed['tokens_per_s']} tok/s   HF Trainer (padded): {padded['tokens_per_s']} tok/s   "
-          f"speedup {result['speedup']}x   {packed['gflops']} GFLOP/s of {machine['peak_gflops_fp32']} peak -> {args.out}")
+          f"speedup {result['speedup']}x   {packed['gflops']} GFLOP/s of {peak['peak_gflops_fp32']} peak -> {args.out}")
 
 
 if __name__ == "__main__":
