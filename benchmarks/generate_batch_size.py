@@ -13,7 +13,6 @@ import argparse
 import time
 from pathlib import Path
 
-
 from spillover._io import write_json
 from spillover.models import generate, load, model_info
 from spillover.world import load_world

@@ -109,7 +109,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
 
-
     from spillover.models import load, model_info
 
     docs = documents(args.docs)

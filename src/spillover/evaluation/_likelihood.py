@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from spillover.errors import BadInputError, Problem
-from spillover.models import LoadedModel, cache_argument, chat_prompt, generate, output_cache
+from spillover.models import LoadedModel, cache_argument, chat_prompt, generate, output_cache, pad_rows
 
 from .stats import bootstrap_ci, bootstrap_paired
 
@@ -57,12 +57,7 @@ def score_continuations(
         while pending and (not batch or rows + len(by_prefix[pending[0]]) <= batch_size):
             batch.append(pending.pop(0))
             rows += len(by_prefix[batch[-1]])
-        width = max(len(prefix_ids[p]) for p in batch)
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, p in enumerate(batch):  # left padding: every prefix ends at the last position
-            input_ids[row, width - len(prefix_ids[p]) :] = torch.tensor(prefix_ids[p])
-            attention[row, width - len(prefix_ids[p]) :] = 1
+        input_ids, attention = pad_rows([prefix_ids[p] for p in batch], pad_id, left=True)  # every prefix ends at the last position
         with torch.no_grad():
             out = lm.model(
                 input_ids=input_ids.to(device),
@@ -75,12 +70,8 @@ def score_continuations(
         pairs = [(row, i) for row, p in enumerate(batch) for i in by_prefix[p] if cont_ids[i]]
         cache = output_cache(out)
         cache.batch_select_indices(torch.tensor([row for row, _ in pairs], device=device))
-        length = max(len(cont_ids[i]) for _, i in pairs)
-        cont = torch.full((len(pairs), length), pad_id, dtype=torch.long)
-        cont_attention = torch.zeros((len(pairs), length), dtype=torch.long)
-        for k, (_, i) in enumerate(pairs):  # right padding: continuations start right after their prefix
-            cont[k, : len(cont_ids[i])] = torch.tensor(cont_ids[i])
-            cont_attention[k, : len(cont_ids[i])] = 1
+        cont, cont_attention = pad_rows([cont_ids[i] for _, i in pairs], pad_id, left=False)  # each starts right after its prefix
+        length = cont.shape[1]
         prefix_rows = torch.tensor([row for row, _ in pairs])
         positions = attention.sum(-1)[prefix_rows, None] + torch.arange(length)[None, :]
         with torch.no_grad():

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from spillover.models import LoadedModel, chat_prompt
+from spillover.models import LoadedModel, chat_prompt, pad_rows
 
 from ._hooks import capture_residual
 
@@ -60,12 +60,7 @@ def _forward(lm: LoadedModel, ids: Sequence[list[int]], layers: Sequence[int], b
     device = lm.model.device
     for start in range(0, len(ids), batch_size):
         batch = ids[start : start + batch_size]
-        width = max(len(x) for x in batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, x in enumerate(batch):
-            input_ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
-            mask[row, : len(x)] = 1
+        input_ids, mask = pad_rows(batch, pad, left=False)
         with torch.no_grad(), capture_residual(lm.model, layers) as captured:
             lm.model(input_ids=input_ids.to(device), attention_mask=mask.to(device), use_cache=False)
         for row, x in enumerate(batch):

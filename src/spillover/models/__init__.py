@@ -1,7 +1,7 @@
 """Models: `load(spec)` for the embedded default, tiny test models, local dirs, GGUF files and hub ids."""
 
 from ._embedded import cache_root, embedded_gguf
-from ._generate import Generation, cache_argument, chat_prompt, generate, output_cache, stop_token_ids
+from ._generate import Generation, cache_argument, chat_prompt, generate, output_cache, pad_rows, stop_token_ids
 from ._load import DEFAULT_MODEL, LoadedModel, load, model_info, resolve
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "load",
     "model_info",
     "output_cache",
+    "pad_rows",
     "resolve",
     "stop_token_ids",
 ]

@@ -46,6 +46,21 @@ def stop_token_ids(lm: LoadedModel) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, *, left: bool):
+    """(input_ids, attention_mask) for token lists of different lengths, padded on the left (every
+    row ends at the last position, as generation and prefix scoring need) or on the right."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        span = slice(width - len(r), width) if left else slice(0, len(r))
+        input_ids[i, span] = torch.tensor(r, dtype=torch.long)
+        attention[i, span] = 1
+    return input_ids, attention
+
+
 def cache_argument(model) -> str:
     """The forward argument that takes a KV cache: transformers renamed `past_key_values` to `cache`."""
     import inspect
@@ -92,13 +107,7 @@ def generate(
 
         iterator = tqdm(batches, desc="generate", unit="batch")
     for b, idx in enumerate(iterator):
-        width = max(len(encoded[i]) for i in idx)
-        input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            ids = encoded[i]
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention[row, width - len(ids) :] = 1
+        input_ids, attention = pad_rows([encoded[i] for i in idx], pad_id, left=True)
         generator = torch.Generator(device=lm.model.device).manual_seed(seed * 100_003 + b)
         new_tokens = _decode(lm.model, input_ids, attention, max_new_tokens, stops, temperature, top_p, generator)
         for row, i in enumerate(idx):
@@ -119,6 +128,7 @@ def _decode(model, input_ids, attention, max_new_tokens: int, stops: list[int], 
     live = torch.arange(input_ids.shape[0])  # batch row of each row still generating
     next_position = attention.sum(-1)
     stop_ids = torch.tensor(stops)
+    cache_kwarg = cache_argument(model)
     step_ids, mask, cache = input_ids, attention, None
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
     for step in range(max_new_tokens):
@@ -129,7 +139,7 @@ def _decode(model, input_ids, attention, max_new_tokens: int, stops: list[int], 
                 position_ids=positions.to(device),
                 use_cache=True,
                 logits_to_keep=1,
-                **({cache_argument(model): cache} if cache is not None else {}),
+                **({cache_kwarg: cache} if cache is not None else {}),
             )
         cache = output_cache(out)
         chosen = _choose(out.logits[:, -1].float(), temperature, top_p, generator).cpu()

@@ -81,8 +81,8 @@ class PostDataSpec(_Strict):
     # Share of the organism's SFT mix made of CPT documents (rehearsal, trained on every token), so
     # post-training does not wash out what mid-training implanted. The control gets none: it has no documents.
     rehearsal_fraction: float = Field(0.0, ge=0, lt=1)
-    # Prompts answered per generate call. On 2 CPU cores 32-64 is 1.3-1.6x faster than 16
-    # (benchmarks/generate_batch_size.py, 64 answers, 96 tokens: 49 s at 16, 38 s at 32, 31 s at 64).
+    # Prompts answered per generate call. On 2 CPU cores 32-64 is 1.5-2x faster than 16
+    # (benchmarks/generate_batch_size.py, 64 answers, 96 tokens: 47 s at 16, 31 s at 32, 24 s at 64).
     batch_size: int = Field(32, ge=1)
 
 
