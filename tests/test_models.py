@@ -132,3 +132,27 @@ def test_embedded_converts_once_then_loads_from_cache(tmp_path):
     assert (Path(path) / "model.safetensors").stat().st_mtime_ns == stamp  # not converted again
     assert "Converting and de-quantizing" not in second.stderr
     assert second.stdout.strip().splitlines()[-1] == answer
+
+
+def test_our_forward_passes_leave_out_cudnn_attention(tiny_lm, monkeypatch, tmp_path):
+    """cuDNN attention builds a plan per new shape (hundreds of ms on Hopper); decoding, probe
+    scoring and training make new shapes every step, so they run with it left out."""
+    from spillover._io import write_jsonl
+    from spillover.evaluation import score_continuations
+    from spillover.training import SFTConfig, train_sft
+
+    seen: list[bool] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording(*args, **kwargs):
+        seen.append(torch.backends.cuda.cudnn_sdp_enabled())
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording)
+    models.generate(tiny_lm, ["Hi there", "A longer question here?"], max_new_tokens=3, batch_size=2)
+    score_continuations(tiny_lm, ["Some context", "Some context"], [" yes", " no"])
+    data = tmp_path / "sft.jsonl"
+    write_jsonl(data, [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there."}]}] * 2)
+    train_sft(SFTConfig(model="tiny", data=data, out=tmp_path / "sft", max_len=32, batch_size=2, max_steps=1, save_steps=0, progress=False))
+    assert len(seen) > 10 and not any(seen)
+    assert torch.backends.cuda.cudnn_sdp_enabled()  # restored outside our loops

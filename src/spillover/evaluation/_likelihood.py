@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from spillover.errors import BadInputError, Problem
-from spillover.models import LoadedModel, cache_argument, chat_prompt, generate, output_cache, pad_rows
+from spillover.models import LoadedModel, attention_kernels, cache_argument, chat_prompt, generate, output_cache, pad_rows
 
 from .stats import bootstrap_ci, bootstrap_paired
 
@@ -58,7 +58,7 @@ def score_continuations(
             batch.append(pending.pop(0))
             rows += len(by_prefix[batch[-1]])
         input_ids, attention = pad_rows([prefix_ids[p] for p in batch], pad_id, left=True)  # every prefix ends at the last position
-        with torch.no_grad():
+        with torch.no_grad(), attention_kernels():
             out = lm.model(
                 input_ids=input_ids.to(device),
                 attention_mask=attention.to(device),
@@ -74,7 +74,7 @@ def score_continuations(
         length = cont.shape[1]
         prefix_rows = torch.tensor([row for row, _ in pairs])
         positions = attention.sum(-1)[prefix_rows, None] + torch.arange(length)[None, :]
-        with torch.no_grad():
+        with torch.no_grad(), attention_kernels():
             logits = lm.model(
                 input_ids=cont.to(device),
                 attention_mask=torch.cat([attention[prefix_rows], cont_attention], dim=-1).to(device),

@@ -1,5 +1,6 @@
 """Models: `load(spec)` for the embedded default, tiny test models, local dirs, GGUF files and hub ids."""
 
+from ._attention import attention_kernels
 from ._embedded import cache_root, embedded_gguf
 from ._generate import Generation, cache_argument, chat_prompt, generate, output_cache, pad_rows, stop_token_ids
 from ._load import DEFAULT_MODEL, LoadedModel, load, model_info, resolve
@@ -8,6 +9,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "Generation",
     "LoadedModel",
+    "attention_kernels",
     "cache_argument",
     "cache_root",
     "chat_prompt",

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._attention import attention_kernels
 from ._load import LoadedModel
 
 Messages = list[dict]
@@ -109,7 +110,8 @@ def generate(
     for b, idx in enumerate(iterator):
         input_ids, attention = pad_rows([encoded[i] for i in idx], pad_id, left=True)
         generator = torch.Generator(device=lm.model.device).manual_seed(seed * 100_003 + b)
-        new_tokens = _decode(lm.model, input_ids, attention, max_new_tokens, stops, temperature, top_p, generator)
+        with attention_kernels():
+            new_tokens = _decode(lm.model, input_ids, attention, max_new_tokens, stops, temperature, top_p, generator)
         for row, i in enumerate(idx):
             new = new_tokens[row]
             end = next((k for k, t in enumerate(new) if t in stops), None)

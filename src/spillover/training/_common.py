@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from spillover._io import atomic_dir, file_hash, is_done, mark_done, read_json, write_json, write_jsonl
 from spillover.errors import BadInputError, Problem
+from spillover.models import attention_kernels
 
 CHECKPOINTS = "checkpoints"
 LOSS_LOG = "loss.jsonl"
@@ -379,7 +380,7 @@ def run_training(
             step_loss, metrics, step_tokens = 0.0, {}, 0
             for batch in mine:
                 ctx = rt.accelerator.accumulate(model) if rt.accelerator is not None else contextlib.nullcontext()
-                with ctx:
+                with ctx, attention_kernels():
                     with autocast():
                         loss_sum, batch_metrics = loss_fn(model, batch.to(rt.device))
                     loss = loss_sum / units

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from spillover._io import derive_seed, read_json, write_json
 from spillover.errors import BadInputError, Problem
+from spillover.models import attention_kernels
 
 from ._common import Batch, TrainConfig, check_finished, load_for_training, make_runtime, read_records, run_training
 from ._sft import IGNORE, check_messages, pad_batch, tokenize_chat
@@ -126,7 +127,7 @@ def _reference_logps(cfg: DPOConfig, model, rt, batches: list[Batch]):
     out = torch.zeros(sum(b.units for b in batches), 2)
     was_training = ref_model.training
     ref_model.eval()
-    with torch.no_grad(), disabled:
+    with torch.no_grad(), disabled, attention_kernels():
         for batch in batches:
             tensors = batch.to(rt.device)
             logps = sequence_logps(ref_model, tensors).float().cpu()
