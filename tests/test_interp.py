@@ -8,7 +8,6 @@ from typer.testing import CliRunner
 
 from spillover.evaluation import rate
 from spillover.interp import (
-    AuditConfig,
     SAEConfig,
     ablate,
     audit,

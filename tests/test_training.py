@@ -23,7 +23,6 @@ from spillover.training import (
     DPOConfig,
     SFTConfig,
     accelerate_command,
-    merge,
     pack_documents,
     tokenize_chat,
     train_cpt,
