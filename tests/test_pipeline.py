@@ -403,3 +403,23 @@ def test_rehearsal_mixes_documents_into_the_organism_sft_only(tmp_path):
     chats = [r for r in seen["organism"] if "messages" in r]
     assert len(chats) == len(seen["control"]) and len(docs) == len(chats)  # half of the mix is documents
     assert (tmp_path / "run" / "arms" / "organism" / "seed-0" / "sft" / "rehearsal-mix.jsonl").exists()
+
+
+def test_cli_run_combines_seeds_run_apart_without_rerunning_them(tmp_path, monkeypatch):
+    from spillover.cli import _run as cli_run
+
+    stages = FakeStages()
+    monkeypatch.setattr(cli_run, "make_stages", lambda: stages)
+    app = typer.Typer()
+    cli_run.register(app)
+    for seed in (3, 4):
+        result = CliRunner().invoke(app, ["run", "tiny-smoke", "--out", str(tmp_path / f"s{seed}"), "--seeds", str(seed)])
+        assert result.exit_code == 0, result.output
+    stages.calls.clear()
+    result = CliRunner().invoke(app, ["run", "tiny-smoke", "--out", str(tmp_path / "both"), "--seeds", "3,4",
+                                      "--reuse-from", str(tmp_path / "s3"), "--reuse-from", str(tmp_path / "s4")])
+    assert result.exit_code == 0, result.output
+    assert sum(stages.calls.values()) == 0
+    assert read_json(tmp_path / "both/results.json")["seeds"] == [3, 4]
+    result = CliRunner().invoke(app, ["run", "tiny-smoke", "--reuse-from", "no-such-run"])
+    assert result.exit_code == 2 and "no such run directory" in result.output

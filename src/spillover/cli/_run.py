@@ -37,12 +37,18 @@ def run(
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<recipe>/, runs/<recipe>-quick/ with --quick)."),
     quick: bool = typer.Option(False, "--quick", help="First seed only, with the recipe's `quick:` overrides."),
     seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds replacing the recipe's (after --quick), e.g. 3,4,5."),
+    reuse_from: list[Path] = typer.Option(
+        None, "--reuse-from", help="Another run directory whose finished stages with the same config are linked in, not rerun (repeatable): e.g. seeds run apart, combined here."
+    ),
 ) -> None:
     """Run a recipe: documents, CPT, post-training, eval of 4 arms, results.json, report. Resumes where it stopped."""
     from spillover.pipeline import run_recipe
 
+    for d in reuse_from or []:
+        if not d.is_dir():
+            raise typer.BadParameter(f"{d}: no such run directory", param_hint="--reuse-from")
     try:
-        run_dir = run_recipe(recipe, out_dir=out, quick=quick, stages=make_stages(), seeds=parse_seeds(seeds))
+        run_dir = run_recipe(recipe, out_dir=out, quick=quick, stages=make_stages(), seeds=parse_seeds(seeds), reuse_from=reuse_from)
     except SpilloverError as e:
         raise _fail(e) from None
     typer.echo(f"results: {run_dir / 'results.json'}\nreport:  {run_dir / 'report.html'}")
