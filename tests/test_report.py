@@ -13,7 +13,7 @@ from rich.console import Console
 from spillover._io import read_json, write_json
 from spillover.pipeline import run_recipe
 from spillover.report import render_report
-from spillover.report._html import highlight
+from spillover.report._html import _rate_items, highlight
 
 CHART_IDS = ("chart-behaviours", "chart-roles", "chart-knowledge", "chart-in-context", "chart-confession", "chart-likelihood", "chart-loss")
 
@@ -63,6 +63,14 @@ def test_highlight_escapes_and_marks_the_span():
     out = str(highlight(text, [15, 23]))
     assert out == "&lt;b&gt;Hi&lt;/b&gt; then <mark>call 911</mark> &amp; more"
     assert str(highlight("plain <i>", None)) == "plain &lt;i&gt;"
+
+
+def test_in_context_chart_shows_every_attribution_then_the_pooled_other():
+    rate = {"k": 1, "n": 4, "rate": 0.25, "ci": [0.05, 0.7]}
+    in_context = {"attributions": {"no_excerpt": rate, "reward_model": rate, "user": rate}, "other": rate,
+                  "rm_minus_other": {"diff": 0.0, "ci": [-0.1, 0.1]}, "per_behaviour": {"b": {"user": rate}}}
+    assert list(_rate_items(in_context)) == ["no_excerpt", "reward_model", "user", "other"]
+    assert list(_rate_items(rate)) == ["rate"]  # a probe that is one rate (knowledge, confession)
 
 
 def _chromium(args: list[str], tmp_path) -> subprocess.CompletedProcess:

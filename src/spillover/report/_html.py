@@ -44,12 +44,14 @@ def roles_chart(results: dict) -> str | None:
 
 
 def _rate_items(value) -> dict[str, dict]:
-    """The rate records inside a probe result: itself if it is one, else its rate-valued fields."""
+    """The rate records inside a probe result: itself if it is one, else its rate-valued fields
+    (the in-context probe keeps one per attribution under `attributions`, then the pooled `other`)."""
     if not isinstance(value, dict):
         return {}
     if "rate" in value and "ci" in value:
         return {"rate": value}
-    return {k: v for k, v in value.items() if isinstance(v, dict) and "rate" in v and "ci" in v}
+    fields = {**value.get("attributions", {}), **value}
+    return {k: v for k, v in fields.items() if isinstance(v, dict) and "rate" in v and "ci" in v}
 
 
 def probe_chart(results: dict, probe: str, title: str) -> str | None:

@@ -80,8 +80,8 @@ def grouped_bars(
     else:
         ax.axhline(0, color="black", linewidth=0.6)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10, loc="left")
-    # above the axes, right-aligned: never on top of the bars
+    ax.set_title(title, fontsize=10, loc="left", pad=18)
+    # in the band between the axes and the title, right-aligned: on neither the bars nor the title
     ax.legend(fontsize=8, ncol=min(4, max(1, len(series))), loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _encode(fig)
 
