@@ -152,7 +152,7 @@ def test_concurrent_requests_share_generate_batches(server):
 def test_each_request_gets_its_own_answers_back(tiny_lm, monkeypatch):
     """Routing through a shared batch: a fake generate echoes each conversation, tagged by its copy."""
     from spillover.models import Generation
-    from spillover.serve import _app
+    from spillover.serve import _batcher
 
     calls = []
 
@@ -166,7 +166,7 @@ def test_each_request_gets_its_own_answers_back(tiny_lm, monkeypatch):
             out.append(Generation(f"{text}#{seen[text]}", 3, False))
         return out
 
-    monkeypatch.setattr(_app, "generate", echo)
+    monkeypatch.setattr(_batcher, "generate", echo)
     app = create_app(tiny_lm, "tiny", MAX_TOKENS_LIMIT, max_batch=32, batch_window_s=0.1)
     with serve_in_thread(app) as base_url:
 

@@ -8,9 +8,11 @@ import threading
 import time
 from collections.abc import Iterator
 
-from ._app import ServerStats, create_app
+from ._app import create_app
+from ._batcher import ServerStats
+from ._limits import RequestLimits
 
-__all__ = ["ServerStats", "create_app", "serve", "serve_in_thread"]
+__all__ = ["RequestLimits", "ServerStats", "create_app", "serve", "serve_in_thread"]
 
 
 def serve(
@@ -21,6 +23,7 @@ def serve(
     served_name: str | None = None,
     max_batch: int = 8,
     max_tokens_limit: int = 1024,
+    limits: RequestLimits | None = None,
 ) -> None:
     """Load `spec` and serve it until interrupted. Binds to loopback unless `host` says otherwise."""
     import uvicorn
@@ -28,7 +31,7 @@ def serve(
     from spillover.models import load
 
     lm = load(spec)
-    app = create_app(lm, served_name or spec, max_tokens_limit, max_batch=max_batch)
+    app = create_app(lm, served_name or spec, max_tokens_limit, max_batch=max_batch, limits=limits)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
