@@ -7,12 +7,28 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from ._app import create_app
-from ._batcher import ServerStats
 from ._limits import RequestLimits
 
+if TYPE_CHECKING:
+    from ._app import create_app
+    from ._batcher import ServerStats
+
 __all__ = ["RequestLimits", "ServerStats", "create_app", "serve", "serve_in_thread"]
+
+
+def __getattr__(name: str):
+    # FastAPI takes seconds to import; the CLI imports this package for RequestLimits' defaults only.
+    if name == "create_app":
+        from ._app import create_app
+
+        return create_app
+    if name == "ServerStats":
+        from ._batcher import ServerStats
+
+        return ServerStats
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def serve(
@@ -29,6 +45,8 @@ def serve(
     import uvicorn
 
     from spillover.models import load
+
+    from ._app import create_app
 
     lm = load(spec)
     app = create_app(lm, served_name or spec, max_tokens_limit, max_batch=max_batch, limits=limits)

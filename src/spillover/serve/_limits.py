@@ -1,10 +1,11 @@
-"""What one request may ask of the server, and the body-size cap enforced before a body is read."""
+"""What one request may ask of the server, and the body-size cap enforced before a body is read.
+
+Imported by the CLI for its option defaults, so it imports nothing of FastAPI at module level.
+"""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from ._protocol import ApiError
 
 
 class RequestLimits(BaseModel):
@@ -65,5 +66,7 @@ class BodySizeLimit:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope, receive, send) -> None:
+        from ._protocol import ApiError
+
         message = f"The request body is over this server's limit of {self.max_bytes} bytes (start it with a higher --max-body-bytes)."
         await ApiError(413, message, code="request_too_large").response()(scope, receive, send)
