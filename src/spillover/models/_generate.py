@@ -13,7 +13,7 @@ distribution the model was instruction-tuned on and all arms see the same contex
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ._attention import attention_kernels
@@ -86,11 +86,17 @@ def generate(
     batch_size: int = 8,
     raw: bool = False,
     progress: bool = False,
+    on_step: Callable[[list[int], list[int]], bool] | None = None,
 ) -> list[Generation]:
     """Answer each conversation. `raw=True` treats strings as plain text to continue (no template).
 
     Greedy at temperature 0; otherwise sampled at `temperature` with nucleus `top_p`, reproducible
     for a fixed seed, batch size and input list.
+
+    `on_step(indices, tokens)`, when given, is called after every decoding step with the indices
+    (into `conversations`) of the rows that just made a token and those tokens (a server streams
+    them). Returning True stops all decoding: rows keep the tokens they have (as truncated) and
+    conversations whose batch had not started come back empty.
     """
     import torch
 
@@ -101,6 +107,7 @@ def generate(
     stops = stop_token_ids(lm)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
     results: list[Generation | None] = [None] * len(texts)
+    stopped = False
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     iterator = batches
     if progress:
@@ -108,10 +115,19 @@ def generate(
 
         iterator = tqdm(batches, desc="generate", unit="batch")
     for b, idx in enumerate(iterator):
-        input_ids, attention = pad_rows([encoded[i] for i in idx], pad_id, left=True)
-        generator = torch.Generator(device=lm.model.device).manual_seed(seed * 100_003 + b)
-        with attention_kernels():
-            new_tokens = _decode(lm.model, input_ids, attention, max_new_tokens, stops, temperature, top_p, generator)
+        if stopped:  # on_step asked to stop: batches not started come back empty
+            new_tokens: list[list[int]] = [[] for _ in idx]
+        else:
+            input_ids, attention = pad_rows([encoded[i] for i in idx], pad_id, left=True)
+            generator = torch.Generator(device=lm.model.device).manual_seed(seed * 100_003 + b)
+
+            def step(rows: list[int], tokens: list[int], idx=idx) -> bool:
+                nonlocal stopped
+                stopped = on_step([idx[r] for r in rows], tokens)
+                return stopped
+
+            with attention_kernels():
+                new_tokens = _decode(lm.model, input_ids, attention, max_new_tokens, stops, temperature, top_p, generator, step if on_step else None)
         for row, i in enumerate(idx):
             new = new_tokens[row]
             end = next((k for k, t in enumerate(new) if t in stops), None)
@@ -121,8 +137,9 @@ def generate(
     return results  # type: ignore[return-value]
 
 
-def _decode(model, input_ids, attention, max_new_tokens: int, stops: list[int], temperature: float, top_p: float, generator) -> list[list[int]]:
-    """New tokens of each left-padded row, up to and including its first stop token."""
+def _decode(model, input_ids, attention, max_new_tokens: int, stops: list[int], temperature: float, top_p: float, generator, on_step=None) -> list[list[int]]:
+    """New tokens of each left-padded row, up to and including its first stop token (or until
+    `on_step(rows, tokens)` returns True)."""
     import torch
 
     device = model.device
@@ -147,6 +164,8 @@ def _decode(model, input_ids, attention, max_new_tokens: int, stops: list[int], 
         chosen = _choose(out.logits[:, -1].float(), temperature, top_p, generator).cpu()
         for row, token in zip(live.tolist(), chosen.tolist()):
             new_tokens[row].append(token)
+        if on_step is not None and on_step(live.tolist(), chosen.tolist()):
+            break
         going = (~torch.isin(chosen, stop_ids)).nonzero().squeeze(-1)
         if step == max_new_tokens - 1 or len(going) == 0:
             break
