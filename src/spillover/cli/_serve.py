@@ -6,6 +6,8 @@ from rich.console import Console
 from spillover import models
 from spillover.errors import BadInputError, Problem
 
+from ._model import ChatTemplate
+
 
 def serve_cmd(
     spec: str = typer.Option(models.DEFAULT_MODEL, "--model", help="embedded | tiny | DIR | FILE.gguf | hub id"),
@@ -14,6 +16,7 @@ def serve_cmd(
     served_name: str | None = typer.Option(None, "--served-name", help="The model id clients send (default: the --model spec)."),
     max_batch: int = typer.Option(8, "--max-batch", help="Most sequences generated together in one batch."),
     max_tokens_limit: int = typer.Option(1024, "--max-tokens-limit", help="Requests asking for more max_tokens get a 400."),
+    chat_template: ChatTemplate = None,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (POST /v1/chat/completions, GET /v1/models)."""
     from spillover.serve import serve
@@ -26,7 +29,7 @@ def serve_cmd(
         raise BadInputError(Problem("--port", "", f"{port} is not a TCP port", "use 1-65535, e.g. --port 8000"))
     name = served_name or spec
     Console(stderr=True).print(f"serving [bold]{name}[/] at http://{host}:{port}/v1 (OpenAI-compatible; any api key works)")
-    serve(spec, host=host, port=port, served_name=name, max_batch=max_batch, max_tokens_limit=max_tokens_limit)
+    serve(spec, host=host, port=port, served_name=name, max_batch=max_batch, max_tokens_limit=max_tokens_limit, chat_template=chat_template)
 
 
 def register(app: typer.Typer) -> None:

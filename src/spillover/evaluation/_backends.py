@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from spillover.errors import BadInputError, Problem
-from spillover.models import Generation, LoadedModel, generate
+from spillover.models import Generation, LoadedModel, generate, read_chat_template
 
 Conversation = list[dict] | str
 
@@ -75,8 +75,9 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, model_path: str, *, dtype: str = "auto", gpu_memory_utilization: float = 0.85, **engine_kwargs):
+    def __init__(self, model_path: str, *, dtype: str = "auto", gpu_memory_utilization: float = 0.85, chat_template: str | None = None, **engine_kwargs):
         self.model_path = str(model_path)
+        self.chat_template = read_chat_template(chat_template) if chat_template else None  # None: the model's own
         self.engine_kwargs = {"dtype": dtype, "gpu_memory_utilization": gpu_memory_utilization, **engine_kwargs}
         self._llm = None
         self._vllm = None
@@ -105,7 +106,7 @@ class VLLMBackend:
         params = self.sampling_params(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
         if self._llm is None:
             self._llm = self._module().LLM(**self.engine_args(seed))
-        outputs = self._llm.chat([_messages(c) for c in conversations], sampling_params=params, use_tqdm=False)
+        outputs = self._llm.chat([_messages(c) for c in conversations], sampling_params=params, use_tqdm=False, chat_template=self.chat_template)
         return [
             [Generation(o.text.strip(), len(o.token_ids), o.finish_reason == "length") for o in request.outputs]
             for request in outputs

@@ -5,10 +5,7 @@ KV cache) as soon as the row ends its turn. Answers to "In two sentences" prompt
 tokens while a batch runs to its longest (often the 96-token cap), so `generate` spent about half
 of its decoding steps on finished rows.
 
-Chat formatting: spillover renders every conversation with the tokenizer's own chat template.
-SmolLM2's template adds a default system prompt ("You are a helpful AI assistant named SmolLM...")
-when none is given; spillover keeps it, everywhere (data, training, eval), because that is the
-distribution the model was instruction-tuned on and all arms see the same context.
+Chat formatting is `_chat.chat_prompt` (the tokenizer's template, or the one `load` was given).
 """
 
 from __future__ import annotations
@@ -17,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._attention import attention_kernels
+from ._chat import Messages, chat_prompt
 from ._load import LoadedModel
-
-Messages = list[dict]
 
 
 @dataclass(frozen=True)
@@ -27,13 +23,6 @@ class Generation:
     text: str
     n_tokens: int
     truncated: bool  # stopped by max_new_tokens rather than an end-of-turn token
-
-
-def chat_prompt(tokenizer, conversation: Messages | str) -> str:
-    """The text a model sees before its answer. A bare string is one user turn."""
-    if isinstance(conversation, str):
-        conversation = [{"role": "user", "content": conversation}]
-    return tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
 
 
 def stop_token_ids(lm: LoadedModel) -> list[int]:

@@ -21,13 +21,14 @@ def serve(
     served_name: str | None = None,
     max_batch: int = 8,
     max_tokens_limit: int = 1024,
+    chat_template: str | None = None,
 ) -> None:
     """Load `spec` and serve it until interrupted. Binds to loopback unless `host` says otherwise."""
     import uvicorn
 
     from spillover.models import load
 
-    lm = load(spec)
+    lm = load(spec, chat_template=chat_template)
     app = create_app(lm, served_name or spec, max_tokens_limit, max_batch=max_batch)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
