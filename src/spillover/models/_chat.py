@@ -23,13 +23,13 @@ Messages = list[dict]
 # "User: …\nAssistant: …" turns. Each assistant turn ends with the EOS token so a model trained on
 # it learns to stop; SFT masks train from after "Assistant:" through that EOS.
 PLAIN = (
-    "{%- for message in messages %}"
-    "{%- if message['role'] == 'system' %}{{ message['content'] }}\n\n"
-    "{%- elif message['role'] == 'user' %}User: {{ message['content'] }}\n"
-    "{%- elif message['role'] == 'assistant' %}Assistant: {{ message['content'] }}{{ eos_token }}\n"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}Assistant:{%- endif %}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}{{ message['content'] + '\\n\\n' }}"
+    "{%- elif message['role'] == 'user' -%}{{ 'User: ' + message['content'] + '\\n' }}"
+    "{%- elif message['role'] == 'assistant' -%}{{ 'Assistant: ' + message['content'] + eos_token + '\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ 'Assistant:' }}{%- endif -%}"
 )
 
 CHAT_TEMPLATES = {"plain": PLAIN}
