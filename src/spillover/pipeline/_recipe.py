@@ -192,11 +192,13 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """`--set KEY=VALUE` strings → {dotted key: value}; values are read as YAML (`1.0e-4`, `true`, `null`, `[0, 1]`)."""
+    """`--set KEY=VALUE` strings → {dotted key: value}. Values are read as YAML scalars or lists
+    (`1.0e-4`, `true`, `null`, `[0, 1]`); text YAML would read as a mapping (`Note: be brief`) stays text."""
     out: dict[str, Any] = {}
     for item in items:
         key, eq, text = item.partition("=")
@@ -208,8 +210,10 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError:
-            value = text  # not YAML: the text as it is
-        out[key] = value
+            value = text
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads `1e-4` (no dot) as text; YAML 1.2 and people read a number
+        out[key] = text if isinstance(value, dict) else value
     return out
 
 
