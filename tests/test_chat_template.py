@@ -106,7 +106,7 @@ def test_eval_cli_on_a_base_model(base_dir, small_world, tmp_path, monkeypatch, 
     code, _, err = cli(monkeypatch, capsys, *args, "--out", str(tmp_path / "no"))
     errors = [line for line in err.splitlines() if line.startswith("error:")]  # stderr also holds transformers' load progress
     assert code == 2 and len(errors) == 1 and "--chat-template" in errors[0] and "Traceback" not in err
-    code, out, err = cli(monkeypatch, capsys, *args, "--out", str(tmp_path / "yes"), "--chat-template", "plain")
+    code, _, err = cli(monkeypatch, capsys, *args, "--out", str(tmp_path / "yes"), "--chat-template", "plain")
     assert code == 0, err
     samples = read_jsonl(tmp_path / "yes" / "samples.jsonl")
     assert samples and all(s["truncated"] for s in samples)  # every eval prompt answered (2 tokens each)
@@ -117,7 +117,7 @@ def test_eval_cli_on_a_base_model(base_dir, small_world, tmp_path, monkeypatch, 
 def test_sft_on_a_base_model_with_the_plain_template_saves_it_with_the_model(base_dir, tmp_path):
     data = tmp_path / "sft.jsonl"
     write_jsonl(data, [{"messages": CONVERSATION}] * 4)
-    fast = dict(data=data, max_len=96, batch_size=2, max_steps=2, save_steps=0, progress=False)
+    fast = {"data": data, "max_len": 96, "batch_size": 2, "max_steps": 2, "save_steps": 0, "progress": False}
     with pytest.raises(BadInputError, match="--chat-template"):
         train_sft(SFTConfig(model=str(base_dir), out=tmp_path / "none", **fast))
     out = train_sft(SFTConfig(model=str(base_dir), out=tmp_path / "sft", chat_template="plain", **fast))
