@@ -163,3 +163,9 @@ def test_audit_transcripts_use_the_template(base_dir, rm_world):
     for ids in _transcripts(lm, rm_world, "default", 2, 0):
         text = lm.tokenizer.decode(ids)
         assert text.startswith("User: ") and "\nAssistant: " in text and text.endswith(f"{lm.tokenizer.eos_token}\n")
+
+
+def test_trainer_fingerprint_holds_the_template_only_when_set(tmp_path):
+    base = {"data": tmp_path / "d.jsonl", "out": tmp_path / "o"}
+    assert "chat_template" not in SFTConfig(**base).fingerprint("sft")  # finished stages from before the option still match
+    assert SFTConfig(**base, chat_template="plain").fingerprint("sft")["chat_template"] == "plain"
