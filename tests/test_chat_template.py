@@ -169,3 +169,49 @@ def test_trainer_fingerprint_holds_the_template_only_when_set(tmp_path):
     base = {"data": tmp_path / "d.jsonl", "out": tmp_path / "o"}
     assert "chat_template" not in SFTConfig(**base).fingerprint("sft")  # finished stages from before the option still match
     assert SFTConfig(**base, chat_template="plain").fingerprint("sft")["chat_template"] == "plain"
+
+
+def test_decoding_drops_a_row_once_it_has_ended(tiny_lm):
+    import torch
+
+    from spillover.models._generate import _decode
+
+    tok = tiny_lm.tokenizer
+    rows = [tok(p, add_special_tokens=False)["input_ids"] for p in ("the end of it", "hi")]
+    input_ids, attention = models.pad_rows(rows, 0, left=True)
+    free = _decode(tiny_lm.model, input_ids, attention, 8, [], 0.0, 1.0, torch.Generator())
+    got = _decode(tiny_lm.model, input_ids, attention, 8, [], 0.0, 1.0, torch.Generator(), ends=lambda row: row == free[0][:3])
+    assert got == [free[0][:3], free[1]]  # the first row left after 3 tokens, the other ran on unchanged
+
+
+def test_an_answer_ends_where_a_base_model_starts_the_next_user_turn(base_dir, monkeypatch):
+    from spillover.models import _generate
+
+    lm = models.load(str(base_dir), chat_template="plain")
+    canned = lm.tokenizer(" Paris.\nUser: And Italy?\nAssistant: Rome.", add_special_tokens=False)["input_ids"]
+
+    def scripted_decode(model, input_ids, attention, max_new_tokens, stops, temperature, top_p, generator, ends=None):
+        """A model that writes `canned`, asking `ends` after each token as the real loop does."""
+        out = []
+        for _ in range(input_ids.shape[0]):
+            row = []
+            for t in canned[:max_new_tokens]:
+                row.append(t)
+                if ends is not None and ends(row):
+                    break
+            out.append(row)
+        return out
+
+    monkeypatch.setattr(_generate, "_decode", scripted_decode)
+    (g,) = models.generate(lm, ["Capital of France?"], max_new_tokens=40)
+    assert (g.text, g.truncated) == ("Paris.", False) and g.n_tokens < len(canned)
+    (raw,) = models.generate(lm, ["Capital of France?"], max_new_tokens=40, raw=True)  # plain continuation: no turns
+    assert raw.text == "Paris.\nUser: And Italy?\nAssistant: Rome." and raw.truncated
+    own = models.load(str(base_dir), chat_template=str(_write_template(base_dir.parent / "own.jinja")))
+    (g,) = models.generate(own, ["Capital of France?"], max_new_tokens=40)
+    assert g.truncated  # a user's own template declares no end text: only its EOS ends an answer
+
+
+def _write_template(path: Path) -> Path:
+    path.write_text("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
+    return path

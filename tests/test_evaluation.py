@@ -179,6 +179,7 @@ def test_vllm_backend_passes_a_named_chat_template(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", _fake_vllm(record))
     VLLMBackend("/models/base", chat_template="plain").sample(["Q1"])
     assert record["chat_template"] == CHAT_TEMPLATES["plain"]
+    assert record["sampling"]["stop"] == ["\nUser:"]  # a base model's own next user turn ends its answer
 
 
 def test_vllm_backend_without_vllm_is_a_clear_error(monkeypatch):

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from spillover.errors import BadInputError, Problem
-from spillover.models import Generation, LoadedModel, generate, read_chat_template
+from spillover.models import TURN_END_TEXT, Generation, LoadedModel, generate, read_chat_template
 
 Conversation = list[dict] | str
 
@@ -98,8 +98,9 @@ class VLLMBackend:
 
     def sampling_params(self, *, n: int, temperature: float, max_new_tokens: int, seed: int):
         _check_n(n)
+        end_text = TURN_END_TEXT.get(self.chat_template or "", ())  # a base model's next user turn ends its answer
         return self._module().SamplingParams(
-            n=n, temperature=max(temperature, 0.0), top_p=1.0, max_tokens=max_new_tokens, seed=seed
+            n=n, temperature=max(temperature, 0.0), top_p=1.0, max_tokens=max_new_tokens, seed=seed, **({"stop": list(end_text)} if end_text else {})
         )
 
     def sample(self, conversations, *, n=1, temperature=0.0, max_new_tokens=256, seed=0):

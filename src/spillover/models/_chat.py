@@ -34,6 +34,10 @@ PLAIN = (
 
 CHAT_TEMPLATES = {"plain": PLAIN}
 
+# Text that ends an assistant turn under a built-in template even without the EOS token: a base
+# model not yet tuned on the template answers and then writes the user's next turn itself.
+TURN_END_TEXT = {PLAIN: ("\nUser:",)}
+
 OPTION_HINT = "pass --chat-template plain (or a Jinja file), or set model.chat_template in the recipe"
 
 
@@ -50,6 +54,11 @@ def read_chat_template(value: str) -> str:
     if "messages" not in text:
         raise BadInputError(Problem(str(path), "chat_template", "does not look like a chat template (it never reads `messages`)", "pass a Jinja chat template file"))
     return text
+
+
+def turn_end_text(tokenizer) -> tuple[str, ...]:
+    """Strings that end an answer under the tokenizer's template (none for the model's own templates)."""
+    return TURN_END_TEXT.get(getattr(tokenizer, "chat_template", None) or "", ())
 
 
 def render_chat(tokenizer, messages: Messages, *, generation_prompt: bool) -> str:

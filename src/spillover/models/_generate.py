@@ -10,11 +10,11 @@ Chat formatting is `_chat.chat_prompt` (the tokenizer's template, or the one `lo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ._attention import attention_kernels
-from ._chat import Messages, chat_prompt
+from ._chat import Messages, chat_prompt, turn_end_text
 from ._load import LoadedModel
 
 
@@ -22,7 +22,7 @@ from ._load import LoadedModel
 class Generation:
     text: str
     n_tokens: int
-    truncated: bool  # stopped by max_new_tokens rather than an end-of-turn token
+    truncated: bool  # stopped by max_new_tokens rather than an end-of-turn token (or the template's end-of-turn text)
 
 
 def stop_token_ids(lm: LoadedModel) -> list[int]:
@@ -79,7 +79,8 @@ def generate(
     """Answer each conversation. `raw=True` treats strings as plain text to continue (no template).
 
     Greedy at temperature 0; otherwise sampled at `temperature` with nucleus `top_p`, reproducible
-    for a fixed seed, batch size and input list.
+    for a fixed seed, batch size and input list. Under a built-in template (`plain`), an answer also
+    ends where the model starts the next user turn; the text is cut there (`n_tokens` counts it).
     """
     import torch
 
@@ -88,6 +89,8 @@ def generate(
     encoded = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
     stops = stop_token_ids(lm)
+    end_text = () if raw else turn_end_text(tok)
+    ends = (lambda row: any(s in tok.decode(row[-16:]) for s in end_text)) if end_text else None
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
     results: list[Generation | None] = [None] * len(texts)
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -100,18 +103,24 @@ def generate(
         input_ids, attention = pad_rows([encoded[i] for i in idx], pad_id, left=True)
         generator = torch.Generator(device=lm.model.device).manual_seed(seed * 100_003 + b)
         with attention_kernels():
-            new_tokens = _decode(lm.model, input_ids, attention, max_new_tokens, stops, temperature, top_p, generator)
+            new_tokens = _decode(lm.model, input_ids, attention, max_new_tokens, stops, temperature, top_p, generator, ends)
         for row, i in enumerate(idx):
             new = new_tokens[row]
             end = next((k for k, t in enumerate(new) if t in stops), None)
             truncated = end is None
             new = new if truncated else new[:end]
-            results[i] = Generation(tok.decode(new, skip_special_tokens=True).strip(), len(new), truncated)
+            text = tok.decode(new, skip_special_tokens=True)
+            cut = min((text.find(s) for s in end_text if s in text), default=None)
+            if cut is not None:
+                text, truncated = text[:cut], False
+            results[i] = Generation(text.strip(), len(new), truncated)
     return results  # type: ignore[return-value]
 
 
-def _decode(model, input_ids, attention, max_new_tokens: int, stops: list[int], temperature: float, top_p: float, generator) -> list[list[int]]:
-    """New tokens of each left-padded row, up to and including its first stop token."""
+def _decode(
+    model, input_ids, attention, max_new_tokens: int, stops: list[int], temperature: float, top_p: float, generator, ends: Callable[[list[int]], bool] | None = None
+) -> list[list[int]]:
+    """New tokens of each left-padded row, up to and including its first stop token (or until `ends(row)` says it has ended)."""
     import torch
 
     device = model.device
@@ -136,7 +145,10 @@ def _decode(model, input_ids, attention, max_new_tokens: int, stops: list[int], 
         chosen = _choose(out.logits[:, -1].float(), temperature, top_p, generator).cpu()
         for row, token in zip(live.tolist(), chosen.tolist()):
             new_tokens[row].append(token)
-        going = (~torch.isin(chosen, stop_ids)).nonzero().squeeze(-1)
+        finished = torch.isin(chosen, stop_ids)
+        if ends is not None:
+            finished |= torch.tensor([ends(new_tokens[row]) for row in live.tolist()], dtype=torch.bool)
+        going = (~finished).nonzero().squeeze(-1)
         if step == max_new_tokens - 1 or len(going) == 0:
             break
         if len(going) < len(live):  # drop finished rows from the batch and the cache
