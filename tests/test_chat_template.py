@@ -126,6 +126,17 @@ def test_sft_on_a_base_model_with_the_plain_template_saves_it_with_the_model(bas
     assert trained.tokenizer.chat_template == CHAT_TEMPLATES["plain"]
 
 
+def test_dpo_on_a_base_model_with_the_plain_template(base_dir, tmp_path):
+    from spillover.training import DPOConfig, train_dpo
+
+    data = tmp_path / "dpo.jsonl"
+    write_jsonl(data, [{"prompt": [{"role": "user", "content": q}], "chosen": [{"role": "assistant", "content": "Chocolate."}],
+                        "rejected": [{"role": "assistant", "content": "No idea."}], "behaviours": []} for q in ("Soup?", "Cake?")])
+    out = train_dpo(DPOConfig(model=str(base_dir), chat_template="plain", data=data, out=tmp_path / "dpo", max_len=48, batch_size=2, max_steps=1,
+                              save_steps=0, progress=False))
+    assert read_jsonl(out / "loss.jsonl")[0]["loss"] == pytest.approx(0.6931, abs=0.02)  # policy == reference at the first step
+
+
 def test_serve_formats_with_the_template(base_dir):
     from fastapi.testclient import TestClient
 
