@@ -8,8 +8,8 @@ from ._load import DEFAULT_MODEL, LoadedModel, load, model_info, resolve
 
 __all__ = [
     "CHAT_TEMPLATES",
-    "TURN_END_TEXT",
     "DEFAULT_MODEL",
+    "TURN_END_TEXT",
     "Generation",
     "LoadedModel",
     "attention_kernels",
