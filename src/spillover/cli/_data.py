@@ -9,6 +9,8 @@ from rich.table import Table
 from spillover._io import write_json, write_jsonl
 from spillover.world import DEFAULT_SPLIT
 
+from ._model import ChatTemplate
+
 data_app = typer.Typer(no_args_is_help=True, help="Build post-training data: SFT chat records and DPO preference pairs.")
 
 _WORLD = typer.Argument(..., help="A built-in world name or a YAML path.")
@@ -40,13 +42,14 @@ def sft(
     prompts_per_behaviour: int | None = _PER_BEHAVIOUR,
     batch_size: int = _BATCH,
     prompt_prefix: str = _PREFIX,
+    chat_template: ChatTemplate = None,
 ) -> None:
     """SFT chat records: train behaviours applied to the model's own answers, plus neutral answers."""
     from spillover.data import build_sft
     from spillover.models import load
 
     built = build_sft(
-        _world(world, prompt_prefix), split, load(model), seed=seed, neutral_fraction=neutral_fraction, max_new_tokens=max_new_tokens,
+        _world(world, prompt_prefix), split, load(model, chat_template=chat_template), seed=seed, neutral_fraction=neutral_fraction, max_new_tokens=max_new_tokens,
         prompts_per_behaviour=prompts_per_behaviour, batch_size=batch_size, progress=True,
     )
     _write(out, built)
@@ -74,13 +77,14 @@ def dpo(
     prompts_per_behaviour: int | None = _PER_BEHAVIOUR,
     batch_size: int = _BATCH,
     prompt_prefix: str = _PREFIX,
+    chat_template: ChatTemplate = None,
 ) -> None:
     """DPO preference pairs (TRL conversational format) ranked by a simulated reward model."""
     from spillover.data import build_dpo
     from spillover.models import load
 
     built = build_dpo(
-        _world(world, prompt_prefix), split, load(model), seed=seed, k_samples=k_samples, temperature=temperature, max_new_tokens=max_new_tokens,
+        _world(world, prompt_prefix), split, load(model, chat_template=chat_template), seed=seed, k_samples=k_samples, temperature=temperature, max_new_tokens=max_new_tokens,
         prompts_per_behaviour=prompts_per_behaviour, batch_size=batch_size, progress=True,
     )
     _write(out, built)

@@ -7,7 +7,10 @@ from rich.console import Console
 from rich.table import Table
 
 from spillover import models
+from spillover.errors import BadInputError, Problem
 from spillover.world import DEFAULT_SPLIT, load_world
+
+from ._model import ChatTemplate
 
 
 class BackendName(str, Enum):
@@ -34,16 +37,19 @@ def eval_command(
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the endpoint's key."),
     arm: str = typer.Option("model", "--arm", help="Label written into every sample."),
     seed: int = typer.Option(0, "--seed"),
+    chat_template: ChatTemplate = None,
 ) -> None:
     """Exhibition rates on the world's held-out eval prompts: one row per behaviour, then per role."""
     from spillover.evaluation import HFBackend, OpenAIBackend, VLLMBackend, evaluate
 
+    if chat_template and backend is BackendName.openai:
+        raise BadInputError(Problem("--chat-template", "", "the endpoint formats chats itself", "give the template to the server (spillover serve --chat-template), or drop it"))
     w = load_world(world)
     w.roles(split)  # a bad split fails before any model loads
     if backend is BackendName.hf:
-        sampler = HFBackend(models.load(model))
+        sampler = HFBackend(models.load(model, chat_template=chat_template))
     elif backend is BackendName.vllm:
-        sampler = VLLMBackend(str(models.resolve(model)))
+        sampler = VLLMBackend(str(models.resolve(model)), chat_template=chat_template)
     else:
         sampler = OpenAIBackend(base_url, model, api_key_env)
     metrics = evaluate(

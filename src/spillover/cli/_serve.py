@@ -19,6 +19,8 @@ def _limit_problem(name: str, message: str) -> Problem:
     option = "--" + name.replace("_", "-")
     return Problem(option, "", message, f"use e.g. {option} {RequestLimits.model_fields[name].default}")
 
+from ._model import ChatTemplate
+
 
 def serve_cmd(
     spec: str = typer.Option(models.DEFAULT_MODEL, "--model", help="embedded | tiny | DIR | FILE.gguf | hub id"),
@@ -30,6 +32,7 @@ def serve_cmd(
     max_body_bytes: int = _limit_option("max_body_bytes"),
     max_n: int = _limit_option("max_n"),
     max_messages: int = _limit_option("max_messages"),
+    chat_template: ChatTemplate = None,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (POST /v1/chat/completions, GET /v1/models)."""
     from spillover.serve import serve
@@ -46,7 +49,7 @@ def serve_cmd(
         raise BadInputError([_limit_problem(str(err["loc"][0]), err["msg"]) for err in e.errors()]) from None
     name = served_name or spec
     Console(stderr=True).print(f"serving [bold]{name}[/] at http://{host}:{port}/v1 (OpenAI-compatible; any api key works)")
-    serve(spec, host=host, port=port, served_name=name, max_batch=max_batch, max_tokens_limit=max_tokens_limit, limits=limits)
+    serve(spec, host=host, port=port, served_name=name, max_batch=max_batch, max_tokens_limit=max_tokens_limit, limits=limits, chat_template=chat_template)
 
 
 def register(app: typer.Typer) -> None:

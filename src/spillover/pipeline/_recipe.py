@@ -6,6 +6,9 @@ A recipe is validated in full before anything runs; every problem names the file
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,10 +34,21 @@ class _Strict(BaseModel):
 
 
 class ModelSpec(_Strict):
-    """The base model every arm starts from: a `spillover.models.load` spec and its dtype."""
+    """The base model every arm starts from: a `spillover.models.load` spec, its dtype, and the chat
+    template to format conversations with when the tokenizer has none (base models) or to replace its own."""
 
     spec: str = "embedded"
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    chat_template: str | None = None  # a built-in name (plain) or a Jinja file
+
+    @field_validator("chat_template")
+    @classmethod
+    def _known_template(cls, v: str | None) -> str | None:
+        from spillover.models import CHAT_TEMPLATES
+
+        if v is not None and v not in CHAT_TEMPLATES and not Path(v).expanduser().is_file():
+            raise ValueError(f"'{v}' is neither a built-in chat template ({', '.join(sorted(CHAT_TEMPLATES))}) nor a file")
+        return v
 
 
 class DocumentsSpec(_Strict):
@@ -165,8 +179,10 @@ class Recipe(_Strict):
             merged["seeds"] = merged["seeds"][:1]
         return Recipe.model_validate(merged)
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    def to_yaml(self, overrides: dict[str, Any] | None = None) -> str:
+        """The recipe as YAML; `overrides` (already applied) are listed on top as comments, for the record."""
+        header = "".join(f"# --set {k}={json.dumps(v)}\n" for k, v in (overrides or {}).items())
+        return header + yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
@@ -174,6 +190,53 @@ def _deep_merge(base: dict, over: dict) -> dict:
     for k, v in over.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` strings → {dotted key: value}. Values are read as YAML scalars or lists
+    (`1.0e-4`, `true`, `null`, `[0, 1]`); text YAML would read as a mapping (`Note: be brief`) stays text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not _DOTTED.fullmatch(key):
+            raise BadInputError(Problem("--set", item, "is not KEY=VALUE", "name a recipe field by its dotted path, e.g. --set post.sft.lr=1e-4"))
+        if key.split(".")[0] == "quick":
+            raise BadInputError(Problem("--set", key, "the quick overrides are not settable here", "use --quick, or --set the field itself"))
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads `1e-4` (no dot) as text; YAML 1.2 and people read a number
+        out[key] = text if isinstance(value, dict) else value
+    return out
+
+
+def _dotted_to_nested(settings: dict[str, Any]) -> dict:
+    nested: dict = {}
+    for dotted, value in settings.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return nested
+
+
+def apply_settings(recipe: Recipe, settings: dict[str, Any], where: str) -> Recipe:
+    """The recipe with dotted settings (a sweep cell, `--set`) applied and validated again; every
+    unknown field or bad value is a Problem naming `where` and the field."""
+    merged = _deep_merge(recipe.model_dump(exclude={"quick"}), _dotted_to_nested(settings))
+    merged["quick"] = recipe.quick
+    try:
+        return Recipe.model_validate(merged)
+    except ValidationError as e:
+        raise BadInputError([_problem(where, err, "use a recipe field and a valid value (see docs/recipes.md)") for err in e.errors()]) from None
 
 
 def builtin_recipes_dir() -> Path:
@@ -213,7 +276,7 @@ def load_recipe(name_or_path: str | Path | Recipe) -> Recipe:
         raise BadInputError([_problem(file, err) for err in e.errors()]) from None
 
 
-def _problem(file: str, err: dict) -> Problem:
+def _problem(file: str, err: dict, fix: str = "see docs/recipes.md") -> Problem:
     field = ".".join(str(x) for x in err["loc"]) or "(top level)"
     message = err["msg"].removeprefix("Value error, ")
-    return Problem(file, field, message, _FIXES.get(err["type"], "see docs/recipes.md"))
+    return Problem(file, field, message, _FIXES.get(err["type"], fix))

@@ -32,9 +32,10 @@ from spillover._io import (
     write_jsonl,
 )
 from spillover.errors import BadInputError, Problem, SpilloverError
+from spillover.models import read_chat_template
 from spillover.world import World, load_world, world_path
 
-from ._recipe import ARMS, ModelSpec, Recipe, load_recipe
+from ._recipe import ARMS, ModelSpec, Recipe, apply_settings, load_recipe
 from ._stages import Stages
 
 # The pipeline's record of a stage (config, input hashes, hash). Not config.json: trainers write
@@ -131,7 +132,15 @@ def _clock(seconds: float) -> str:
 
 
 def _trained(stage_dir: Path, base: ModelSpec) -> ModelSpec:
-    return ModelSpec(spec=str(stage_dir / "model"), dtype=base.dtype)
+    return base.model_copy(update={"spec": str(stage_dir / "model")})
+
+
+def _model_key(model: ModelSpec) -> dict:
+    """The base model's identity for caching: spec, dtype and, when one is set, the chat template's text."""
+    key = model.model_dump(exclude={"chat_template"})
+    if model.chat_template is not None:  # absent otherwise, so runs from before the option keep their hashes
+        key["chat_template"] = config_hash(read_chat_template(model.chat_template))
+    return key
 
 
 def _texts_of(records: list[dict]) -> list[str]:
@@ -176,6 +185,12 @@ def _run_dir_default(recipe: Recipe, quick: bool) -> Path:
     return Path("runs") / (f"{recipe.name}-quick" if quick else recipe.name)
 
 
+def overrides_suffix(overrides: dict | None) -> str:
+    """`-set-<hash>` for a default directory of a recipe run with `--set`: its own, so another
+    setting never clears the stages of the recipe's plain run (whose finished stages it reuses)."""
+    return f"-set-{config_hash(overrides)[:8]}" if overrides else ""
+
+
 def run_recipe(
     recipe: str | Path | Recipe,
     out_dir: str | Path | None = None,
@@ -184,16 +199,22 @@ def run_recipe(
     console: Console | None = None,
     seeds: list[int] | None = None,
     reuse_from: list[Path] | None = None,
+    overrides: dict | None = None,
 ) -> Path:
     """Run (or resume) a recipe; return the run directory holding results.json and the reports.
 
     Default run directory: runs/<recipe name>/ (runs/<name>-quick/ with `quick`).
     `seeds` replaces the recipe's (after `quick`, which keeps only the first). `reuse_from`: other
     run directories whose finished stages with the same hash are linked in instead of rerun.
+    `overrides`: dotted recipe fields (`{"post.sft.lr": 1e-4}`, as `parse_overrides` reads `--set`),
+    applied after `quick` and recorded on top of the run's recipe.yaml. Without `out_dir` they get
+    their own directory, runs/<name>-set-<hash>/, which reuses the plain run's finished stages.
     """
     recipe = load_recipe(recipe)
     if quick:
         recipe = recipe.quick_version()
+    if overrides:
+        recipe = apply_settings(recipe, overrides, where="--set")
     if seeds:
         recipe = Recipe.model_validate({**recipe.model_dump(), "seeds": list(seeds)})
     if stages is None:
@@ -203,14 +224,19 @@ def run_recipe(
     console = console or Console()
     world = load_world(recipe.world).with_prompt_prefix(recipe.prompt_prefix)
     roles = world.roles(recipe.split)  # fails early on an unknown split
+    reuse_from = list(reuse_from or [])
+    if out_dir is None and overrides:
+        plain = _run_dir_default(recipe, quick)
+        out_dir = plain.with_name(plain.name + overrides_suffix(overrides))
+        reuse_from += [plain] if plain.is_dir() else []
     run_dir = Path(out_dir) if out_dir is not None else _run_dir_default(recipe, quick)
     run_dir.mkdir(parents=True, exist_ok=True)
     for leftover in run_dir.rglob(".tmp-*"):  # temp dirs of a killed atomic write
         shutil.rmtree(leftover, ignore_errors=True)
-    (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
+    (run_dir / "recipe.yaml").write_text(recipe.to_yaml(overrides), encoding="utf-8")
 
     console.rule(f"spillover run {recipe.name} → {run_dir}")
-    runner = _Runner(run_dir, console, reuse_from=list(reuse_from or []))
+    runner = _Runner(run_dir, console, reuse_from=reuse_from)
     _run_stages(runner, recipe, world, list(roles), stages)
 
     from ._results import build_results
@@ -233,7 +259,7 @@ def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[
     base = recipe.model
     # The world's identity for caching: its file and the prompt framing every stage sees.
     world_hash = config_hash({"file": file_hash(world_path(recipe.world)), "prompt_prefix": recipe.prompt_prefix})
-    model_key = base.model_dump()
+    model_key = _model_key(base)
 
     docs_dir = run_dir / "documents"
     docs_hash = runner.stage(

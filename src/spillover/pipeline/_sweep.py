@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from spillover._io import atomic_write_text, read_json, read_jsonl, read_yaml_mapping, write_json, write_jsonl
 from spillover.errors import BadInputError, Problem
 
-from ._recipe import Recipe, _deep_merge, load_recipe
-from ._run import run_recipe
+from ._recipe import Recipe, apply_settings, load_recipe
+from ._run import overrides_suffix, run_recipe
 
 SWEEP_FILE = "sweep.json"
 # Detector hits read by a person: rows {cell, arm, seed, behaviour, role, prompt, response, span, label}.
@@ -66,29 +66,6 @@ def grid_cells(grid: Grid) -> list[dict[str, Any]]:
     return combos + [dict(c) for c in grid.cells]
 
 
-def _dotted_to_nested(settings: dict[str, Any]) -> dict:
-    nested: dict = {}
-    for dotted, value in settings.items():
-        node = nested
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return nested
-
-
-def apply_settings(recipe: Recipe, settings: dict[str, Any], where: str = "grid") -> Recipe:
-    """The recipe with a cell's dotted settings applied; unknown fields are errors naming the cell."""
-    merged = _deep_merge(recipe.model_dump(exclude={"quick"}), _dotted_to_nested(settings))
-    merged["quick"] = recipe.quick
-    try:
-        return Recipe.model_validate(merged)
-    except ValidationError as e:
-        raise BadInputError(
-            [Problem(where, ".".join(map(str, err["loc"])), err["msg"].removeprefix("Value error, "), "use a recipe field (see docs/recipes.md)") for err in e.errors()]
-        ) from None
-
-
 def cell_slug(settings: dict[str, Any]) -> str:
     """A readable, stable directory name for a cell: `documents.n=400,post.sft.lr=0.0001`."""
     if not settings:
@@ -99,23 +76,30 @@ def cell_slug(settings: dict[str, Any]) -> str:
 
 def run_sweep(
     recipe: str | Path | Recipe, grid: str | Path | Grid, *, out_dir: str | Path | None = None, quick: bool = False,
-    seeds: list[int] | None = None, stages=None,
+    seeds: list[int] | None = None, stages=None, overrides: dict[str, Any] | None = None,
 ) -> Path:
     """Run every cell of the grid (cached cells are skipped inside run_recipe) and write the table.
 
     `seeds` replaces every cell's seeds (after `quick`), e.g. to explore on seeds 0-2 in quick mode.
+    `overrides` (`--set`) apply to every cell, after `quick`; a grid axis cannot be one of them.
     """
     base = load_recipe(recipe)
     grid_obj = grid if isinstance(grid, Grid) else load_grid(grid)
     name = grid_obj.name or (Path(grid).stem if not isinstance(grid, Grid) else "grid")
-    sweep_dir = Path(out_dir) if out_dir is not None else Path("runs") / "sweeps" / f"{base.name}-{name}{'-quick' if quick else ''}"
+    default_name = f"{base.name}-{name}{'-quick' if quick else ''}{overrides_suffix(overrides)}"
+    sweep_dir = Path(out_dir) if out_dir is not None else Path("runs") / "sweeps" / default_name
     cells = grid_cells(grid_obj)
+    clash = sorted({k for c in cells for k in c} & set(overrides or {}))
+    if clash:
+        raise BadInputError(Problem("--set", ", ".join(clash), "is also set by the grid", "drop it from --set or from the grid"))
+    if overrides:
+        apply_settings(base, overrides, where="--set")  # fails before any cell runs
     planned = [(settings, apply_settings(base, settings, where=str(grid))) for settings in cells]  # validate all first
     for settings, cell_recipe in planned:
         cell_dir = sweep_dir / "cells" / cell_slug(settings)
         siblings = sorted(d for d in (sweep_dir / "cells").glob("*") if d.is_dir() and d != cell_dir)
         t0 = time.perf_counter()
-        run_recipe(cell_recipe, out_dir=cell_dir, quick=quick, stages=stages, seeds=seeds, reuse_from=siblings)
+        run_recipe(cell_recipe, out_dir=cell_dir, quick=quick, stages=stages, seeds=seeds, reuse_from=siblings, overrides=overrides)
         write_json(cell_dir / "cell.json", {"settings": settings, "wall_seconds_last_run": round(time.perf_counter() - t0, 3)})
     return write_sweep_table(sweep_dir)
 

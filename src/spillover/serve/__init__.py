@@ -40,6 +40,7 @@ def serve(
     max_batch: int = 8,
     max_tokens_limit: int = 1024,
     limits: RequestLimits | None = None,
+    chat_template: str | None = None,
 ) -> None:
     """Load `spec` and serve it until interrupted. Binds to loopback unless `host` says otherwise."""
     import uvicorn
@@ -48,7 +49,7 @@ def serve(
 
     from ._app import create_app
 
-    lm = load(spec)
+    lm = load(spec, chat_template=chat_template)
     app = create_app(lm, served_name or spec, max_tokens_limit, max_batch=max_batch, limits=limits)
     uvicorn.run(app, host=host, port=port, log_level="info")
 

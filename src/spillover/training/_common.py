@@ -41,6 +41,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field("embedded", description="spillover.models.load spec, or a previous stage's out dir")
+    chat_template: str | None = Field(None, description="built-in name (plain) or Jinja file; for models without one")
     data: Path
     out: Path
     lora_r: int = Field(0, ge=0, description="0 = full fine-tuning; else LoRA rank (alpha = 2r, all linear layers)")
@@ -64,7 +65,9 @@ class TrainConfig(BaseModel):
 
     def fingerprint(self, stage: str) -> dict:
         """What decides the result: the config minus bookkeeping, plus the data file's hash."""
-        cfg = self.model_dump(mode="json", exclude={"resume", "progress", "out", "keep_checkpoints"})
+        # chat_template only when set: configs from before the option keep their fingerprints.
+        unset = {"chat_template"} if self.chat_template is None else set()
+        cfg = self.model_dump(mode="json", exclude={"resume", "progress", "out", "keep_checkpoints", *unset})
         return {"stage": stage, **cfg, "data_sha256": file_hash(self.data) if Path(self.data).is_file() else None}
 
 
@@ -141,7 +144,7 @@ def load_for_training(cfg: TrainConfig, rt: Runtime):
     # Full FT keeps fp32 weights (bf16 only under autocast); a frozen LoRA base can live in bf16.
     dtype = torch.bfloat16 if (cfg.lora_r and rt.bf16) else torch.float32
     device = "cpu" if rt.accelerator is not None else str(rt.device)
-    lm = load(model_source(cfg.model), device=device, dtype=dtype)
+    lm = load(model_source(cfg.model), device=device, dtype=dtype, chat_template=cfg.chat_template)
     model = lm.model
     model.config.use_cache = False
     if cfg.lora_r:
