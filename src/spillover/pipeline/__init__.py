@@ -1,5 +1,7 @@
 """The headline experiment: a recipe → documents, data, CPT, post-training, eval → results.json."""
 
+from ._evidence import SAMPLES_FILE, read_samples, write_samples
+from ._provenance import detectors_hash, provenance
 from ._recipe import (
     ARMS,
     PROBES,
@@ -25,6 +27,7 @@ __all__ = [
     "ARMS",
     "PROBES",
     "PUBLISHED",
+    "SAMPLES_FILE",
     "CPTSpec",
     "DPOSpec",
     "DocumentsSpec",
@@ -38,14 +41,18 @@ __all__ = [
     "Stages",
     "TrainSpec",
     "build_results",
+    "detectors_hash",
     "grid_cells",
     "load_grid",
     "list_recipes",
     "load_recipe",
+    "provenance",
     "rate_diff",
+    "read_samples",
     "recipe_path",
     "run_recipe",
     "run_sweep",
     "sample_hits_for_hand_check",
+    "write_samples",
     "write_sweep_table",
 ]
