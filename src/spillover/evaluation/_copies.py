@@ -14,6 +14,7 @@ thousands of documents takes well under a second; checking an answer a few milli
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -23,6 +24,7 @@ import numpy as np
 COPY_WORDS = 8
 _WORD = re.compile(r"[A-Za-z0-9']+")
 _SEPARATOR = -1  # between texts: never equal to a word id, so no run crosses two texts
+_END = "\x00"  # marks the end of a text while the words are collected
 _UNKNOWN = -2  # an answer word found in no training text
 _PRIME = np.uint64(1_000_003)
 
@@ -60,12 +62,16 @@ class TextIndex:
 
     def __init__(self, texts: Iterable[str], k: int = COPY_WORDS):
         self.k = k
-        self.vocab: dict[str, int] = {}
-        chunks: list[int] = []
+        flat: list[str] = []
         for text in dict.fromkeys(texts):  # identical texts (rehearsed documents) indexed once
-            chunks += [self.vocab.setdefault(w, len(self.vocab)) for w, _, _ in words(text)]
-            chunks.append(_SEPARATOR)
-        self.corpus = np.array(chunks, dtype=np.int64)
+            flat += _WORD.findall(text)
+            flat.append(_END)
+        flat = " ".join(flat).lower().split(" ") if flat else []  # the words are ASCII: as words() lowers them
+        # Word ids: the position where a word first occurs (unique, not dense), assigned at C speed.
+        self.vocab: dict[str, int] = {}
+        self.corpus = np.fromiter(map(self.vocab.setdefault, flat, itertools.count()), dtype=np.int64, count=len(flat))
+        if flat:
+            self.corpus[self.corpus == self.vocab[_END]] = _SEPARATOR
         self._by_word = np.argsort(self.corpus, kind="stable")
         self._words_sorted = self.corpus[self._by_word]
         hashes = _window_hashes(self.corpus, k)
