@@ -58,13 +58,13 @@ def main() -> None:
         "benchmark": "copy_check",
         "world": world.name,
         "n_documents": args.n,
-        "n_words_indexed": int(len(index.corpus)),
+        "n_words_indexed": len(index.corpus),
         "build_seconds": round(build_s, 3),
         "hits": args.hits,
         "check_seconds_per_hit": round(check_s / args.hits, 5),
         "copied": sum(c.copied for c in checks),
         "machine": machine(),
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     write_json(args.out, result)
     print(f"indexed {args.n} documents ({len(index.corpus)} words) in {build_s:.2f} s; "
