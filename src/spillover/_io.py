@@ -7,6 +7,7 @@ unfinished: files appear complete or not at all, and a stage's `DONE` marker is 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -160,3 +161,34 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, (set, frozenset)):
         return sorted(o)
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def write_jsonl_gz(path: str | Path, records: Iterable[dict]) -> Path:
+    """Records as gzip-compressed JSONL (mtime 0: the same records give the same bytes), written to
+    a temp file and renamed into place like every artifact here."""
+    path = Path(path)
+    text = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in records)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(gzip.compress(text.encode("utf-8"), mtime=0))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_jsonl_gz(path: str | Path) -> list[dict]:
+    """Records of a gzip-compressed JSONL file; a damaged one is a one-line error naming it."""
+    from spillover.errors import BadInputError, Problem
+
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInputError(Problem(str(path), "", f"not gzip-compressed JSONL ({e})", "restore the file, or rerun `spillover run` to write it again")) from None

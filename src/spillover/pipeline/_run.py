@@ -35,6 +35,7 @@ from spillover.errors import BadInputError, Problem, SpilloverError
 from spillover.models import read_chat_template
 from spillover.world import World, load_world, world_path
 
+from ._provenance import detectors_hash
 from ._recipe import ARMS, ModelSpec, Recipe, apply_settings, load_recipe
 from ._stages import Stages
 
@@ -239,9 +240,11 @@ def run_recipe(
     runner = _Runner(run_dir, console, reuse_from=reuse_from)
     _run_stages(runner, recipe, world, list(roles), stages)
 
+    from ._evidence import write_samples
     from ._results import build_results
 
-    results = build_results(run_dir, recipe, world, timing={r.path: r.seconds for r in runner.records})
+    samples = write_samples(run_dir, recipe.seeds)  # beside results.json: what the rates count
+    results = build_results(run_dir, recipe, world, timing={r.path: r.seconds for r in runner.records}, samples=samples)
     results["timing"]["wall_seconds_this_run"] = round(time.perf_counter() - runner.t_start, 3)
     write_json(run_dir / "results.json", results)
 
@@ -259,6 +262,7 @@ def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[
     base = recipe.model
     # The world's identity for caching: its file and the prompt framing every stage sees.
     world_hash = config_hash({"file": file_hash(world_path(recipe.world)), "prompt_prefix": recipe.prompt_prefix})
+    scoring = {"world": world_hash, "detectors": detectors_hash()}  # for the stages that run detectors
     model_key = _model_key(base)
 
     docs_dir = run_dir / "documents"
@@ -274,7 +278,7 @@ def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[
         "data", "post-training data",
         # Rehearsal mixes documents in at training time; it does not change the data built here.
         {"world": recipe.world, "split": recipe.split, "model": model_key, "methods": steps, **recipe.post.data.model_dump(exclude={"rehearsal_fraction"})},
-        {"world": world_hash},
+        scoring,
         lambda out: _build_post_data(stages, world, recipe, steps, out),
     )
 
@@ -353,14 +357,14 @@ def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[
             runner.stage(
                 f"eval/{arm}/seed-{seed}", f"eval {arm:<10} seed {seed}",
                 {"arm": arm, "seed": eval_seed, "split": recipe.split, **eval_config},
-                {**inputs, "world": world_hash, **({"base": config_hash(model_key)} if eval_config["fluency"] else {})},
+                {**inputs, **scoring, **({"base": config_hash(model_key)} if eval_config["fluency"] else {})},
                 lambda out, model=model, arm=arm, eval_seed=eval_seed: stages.evaluate(model, base, world, recipe.split, recipe.eval, arm, eval_seed, out),
             )
             if probes:
                 runner.stage(
                     f"probes/{arm}/seed-{seed}", f"probes {arm:<10} seed {seed}",
                     {"arm": arm, "seed": probe_seed, "split": recipe.split, **probe_config},
-                    {**inputs, "world": world_hash, **({"contexts": contexts_hash} if contexts_hash else {})},
+                    {**inputs, **scoring, **({"contexts": contexts_hash} if contexts_hash else {})},
                     lambda out, model=model, probe_seed=probe_seed: stages.probes(
                         model, world, recipe.split, recipe.eval, contexts_dir / "contexts.jsonl" if contexts_hash else None, probe_seed, out
                     ),
