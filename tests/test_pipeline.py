@@ -119,7 +119,7 @@ def test_builtin_recipes_load_and_resolve_by_name():
     for name in ("tiny-smoke", "rm-biases-laptop", "gpu-llama31-8b", "gpu-qwen25-7b"):
         r = load_recipe(name)
         assert r.name == name
-        assert recipe_path(name) == REPO / "recipes" / f"{name}.yaml"
+        assert recipe_path(name) == REPO / "src" / "spillover" / "recipes" / f"{name}.yaml"  # package data
         r.quick_version()  # the quick overrides validate
 
 
