@@ -123,6 +123,14 @@ def test_builtin_recipes_load_and_resolve_by_name():
         r.quick_version()  # the quick overrides validate
 
 
+def test_recipes_kept_beside_results_still_load():
+    # results/<study>/recipe.yaml is how a study reruns with public commands; it must track the schema.
+    paths = sorted((REPO / "results").glob("*/recipe.yaml"))
+    assert paths
+    for path in paths:
+        load_recipe(path)
+
+
 def test_recipe_trainer_fields_exist_in_the_trainer_configs():
     from spillover import training
     from spillover.pipeline import CPTSpec, DPOSpec, TrainSpec
