@@ -48,7 +48,7 @@ def world_summary(name_or_path: str) -> dict:
 def show(
     world: str = typer.Argument(..., help="A built-in world name or a YAML path."),
     split: str = typer.Option(DEFAULT_SPLIT, "--split", help="Whose roles to show in the table."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print the world's summary as JSON."),
 ) -> None:
     """A table of behaviours: id, domain, split role, detector, #train/#eval prompts."""
     data = world_summary(world)
@@ -68,7 +68,7 @@ def show(
 
 
 @world_app.command("validate")
-def validate(path: str) -> None:
+def validate(path: str = typer.Argument(..., help="A world YAML path (or a built-in world name).")) -> None:
     """Check a world file; prints one line per problem and exits 2 if any."""
     w = load_world(path)
     print(f"ok: {w.source}: {len(w.behaviours)} behaviours, splits {', '.join(w.split_names)}")
