@@ -119,8 +119,16 @@ def test_builtin_recipes_load_and_resolve_by_name():
     for name in ("tiny-smoke", "rm-biases-laptop", "gpu-llama31-8b", "gpu-qwen25-7b"):
         r = load_recipe(name)
         assert r.name == name
-        assert recipe_path(name) == REPO / "recipes" / f"{name}.yaml"
+        assert recipe_path(name) == REPO / "src" / "spillover" / "recipes" / f"{name}.yaml"  # package data
         r.quick_version()  # the quick overrides validate
+
+
+def test_recipes_kept_beside_results_still_load():
+    # results/<study>/recipe.yaml is how a study reruns with public commands; it must track the schema.
+    paths = sorted((REPO / "results").glob("*/recipe.yaml"))
+    assert paths
+    for path in paths:
+        load_recipe(path)
 
 
 def test_recipe_trainer_fields_exist_in_the_trainer_configs():

@@ -444,3 +444,31 @@ def test_generate_reports_each_step_and_stops_when_asked(tiny_lm):
     assert len(steps) == 3  # the second batch never started
     assert sorted(g.n_tokens for g in stopped) == [0, 3, 3] and all(g.truncated for g in stopped)
     assert [g.text for g in stopped if g.n_tokens] == [tiny_lm.tokenizer.decode(seen[i][:3], skip_special_tokens=True).strip() for i, g in enumerate(stopped) if g.n_tokens]
+
+
+def test_the_openai_eval_backend_samples_from_spillover_serve(server, tmp_path):
+    # The GPU path is `vllm serve` + `spillover eval --backend openai`; `spillover serve` stands in for
+    # vLLM here: the same backend and official client against a real server over the tiny model.
+    from spillover._io import read_json, read_jsonl
+    from spillover.cli import _eval as cli_eval
+    from spillover.evaluation import OpenAIBackend
+    from spillover.world import load_world, write_world_template
+
+    _, base_url = server
+    backend = OpenAIBackend(base_url, "tiny", concurrency=4)
+    out = backend.sample(["Hello there", "Tell me a story."], n=2, temperature=1.0, max_new_tokens=6, seed=3)
+    assert [len(gs) for gs in out] == [2, 2]
+    for g in (g for gs in out for g in gs):
+        assert 1 <= g.n_tokens <= 6 and g.truncated == (g.n_tokens == 6)
+
+    world = write_world_template(tmp_path / "w.yaml")
+    app = typer.Typer()
+    cli_eval.register(app)
+    result = CliRunner().invoke(app, ["--backend", "openai", "--base-url", base_url, "--model", "tiny", "--world", str(world),
+                                      "--out", str(tmp_path / "eval"), "--max-new-tokens", "4", "--temperature", "1.0"])
+    assert result.exit_code == 0, result.output
+    samples = read_jsonl(tmp_path / "eval" / "samples.jsonl")
+    assert len(samples) == len(load_world(world).all_eval_prompts())
+    metrics = read_json(tmp_path / "eval" / "metrics.json")
+    assert metrics["per_role"]["test"]["n"] + metrics["per_role"]["train"]["n"] == len(samples)
+    assert all(s["truncated"] for s in samples)  # a random model never stops within 4 tokens

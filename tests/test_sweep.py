@@ -70,6 +70,13 @@ def test_grid_errors_name_the_file_and_field(tmp_path):
     with pytest.raises(BadInputError, match=r"grid.yaml: cpt.learning_rate"):
         run_sweep("tiny-smoke", write_grid(tmp_path, "axes:\n  cpt.learning_rate: [0.1]\n"), out_dir=tmp_path / "s", stages=FakeStages())
     assert not (tmp_path / "s").exists()  # every cell is validated before anything runs
+    with pytest.raises(BadInputError, match="no such grid.*laptop-levers"):
+        load_grid("no-such-grid")
+
+
+def test_builtin_grids_load_by_name():
+    for name in ("laptop-levers", "laptop-confirm"):
+        assert load_grid(name).cells  # shipped in the package beside the recipes
 
 
 def test_sweep_seeds_override_quick_and_reuse_only_matching_stages(tmp_path):

@@ -14,7 +14,8 @@ from spillover.errors import SpilloverError
 
 from . import _audit, _data, _docs, _eval, _hits, _model, _run, _serve, _sweep, _train, _world
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Build and audit model organisms of out-of-context generalization.")
+# Plain click help: typer's rich panels print every flag as `--quick <bool>`, as if it took a value.
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="Build and audit model organisms of out-of-context generalization.")
 
 # Order is the order of the pipeline, which is the order `spillover --help` lists them in.
 for module in (_model, _world, _docs, _data, _train, _eval, _run, _hits, _sweep, _audit, _serve):

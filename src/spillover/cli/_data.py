@@ -17,10 +17,10 @@ _WORLD = typer.Argument(..., help="A built-in world name or a YAML path.")
 _SPLIT = typer.Option(DEFAULT_SPLIT, "--split", help="Named split or random:K:SEED[:NAME]; data covers its train behaviours only.")
 _MODEL = typer.Option("embedded", "--model", help="The model whose own answers become the data (embedded | tiny | DIR | ...).")
 _OUT = typer.Option(..., "--out", help="Where to write the JSONL; FILE.stats.json is written beside it.")
-_SEED = typer.Option(0, "--seed")
+_SEED = typer.Option(0, "--seed", help="Seed for prompt sampling and the transforms' choices.")
 _MAX_NEW_TOKENS = typer.Option(160, "--max-new-tokens", help="Answers not finished within this many tokens are dropped.")
 _PER_BEHAVIOUR = typer.Option(None, "--prompts-per-behaviour", help="Use this many train prompts per behaviour (default: all).")
-_BATCH = typer.Option(8, "--batch-size")
+_BATCH = typer.Option(8, "--batch-size", help="Prompts answered per generate call.")
 _PREFIX = typer.Option("", "--prompt-prefix", help="Text before every prompt, as a recipe's prompt_prefix (e.g. 'In two sentences, answer: ').")
 
 

@@ -30,13 +30,13 @@ def eval_command(
     split: str = typer.Option(DEFAULT_SPLIT, "--split", help="A named split or random:K:SEED[:NAME]."),
     out: str = typer.Option(..., "--out", help="Directory for samples.jsonl and metrics.json."),
     samples: int = typer.Option(1, "--samples", help="Answers per eval prompt."),
-    temperature: float = typer.Option(0.0, "--temperature"),
+    temperature: float = typer.Option(0.0, "--temperature", help="Sampling temperature (0 = greedy)."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Cap per answer; cut answers are counted and reported."),
-    backend: BackendName = typer.Option(BackendName.hf, "--backend"),
+    backend: BackendName = typer.Option(BackendName.hf, "--backend", help="hf (transformers, here), vllm (offline engine, GPU) or openai (any OpenAI-compatible server, e.g. vllm serve)."),
     base_url: str = typer.Option("http://127.0.0.1:8000/v1", "--base-url", help="OpenAI-compatible endpoint (--backend openai)."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the endpoint's key."),
     arm: str = typer.Option("model", "--arm", help="Label written into every sample."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed (sample j of a prompt uses seed + j)."),
     chat_template: ChatTemplate = None,
 ) -> None:
     """Exhibition rates on the world's held-out eval prompts: one row per behaviour, then per role."""

@@ -19,7 +19,7 @@ model_app = typer.Typer(no_args_is_help=True, help="Inspect and chat with models
 
 
 @model_app.command("info")
-def info(spec: str = typer.Argument(models.DEFAULT_MODEL, help="embedded | tiny | DIR | FILE.gguf | hub id"), as_json: bool = typer.Option(False, "--json"),
+def info(spec: str = typer.Argument(models.DEFAULT_MODEL, help="embedded | tiny | DIR | FILE.gguf | hub id"), as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
          chat_template: ChatTemplate = None) -> None:
     """Parameters, layers, hidden size, vocab, chat template and load time."""
     lm = models.load(spec, chat_template=chat_template)
@@ -36,9 +36,9 @@ def info(spec: str = typer.Argument(models.DEFAULT_MODEL, help="embedded | tiny 
 @model_app.command("chat")
 def chat(
     prompts: list[str] = typer.Argument(..., help="One or more user messages, each answered on its own."),
-    spec: str = typer.Option(models.DEFAULT_MODEL, "--model"),
-    max_new_tokens: int = typer.Option(200, "--max-new-tokens"),
-    temperature: float = typer.Option(0.0, "--temperature"),
+    spec: str = typer.Option(models.DEFAULT_MODEL, "--model", help="embedded | tiny | DIR | FILE.gguf | hub id"),
+    max_new_tokens: int = typer.Option(200, "--max-new-tokens", help="Cap per answer."),
+    temperature: float = typer.Option(0.0, "--temperature", help="Sampling temperature (0 = greedy)."),
     chat_template: ChatTemplate = None,
 ) -> None:
     """Answer each prompt with the model (greedy by default)."""

@@ -25,7 +25,7 @@ from ._model import ChatTemplate
 def serve_cmd(
     spec: str = typer.Option(models.DEFAULT_MODEL, "--model", help="embedded | tiny | DIR | FILE.gguf | hub id"),
     host: str = typer.Option("127.0.0.1", "--host", help="Loopback by default; 0.0.0.0 exposes the server to your network."),
-    port: int = typer.Option(8000, "--port"),
+    port: int = typer.Option(8000, "--port", help="TCP port to listen on."),
     served_name: str | None = typer.Option(None, "--served-name", help="The model id clients send (default: the --model spec)."),
     max_batch: int = typer.Option(8, "--max-batch", help="Most sequences generated together in one batch."),
     max_tokens_limit: int = typer.Option(1024, "--max-tokens-limit", help="Requests asking for more max_tokens get a 400."),

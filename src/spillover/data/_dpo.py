@@ -49,6 +49,7 @@ def build_dpo(
     max_new_tokens: int = 160,
     prompts_per_behaviour: int | None = None,
     batch_size: int = 8,
+    keep_truncated: bool = False,
     progress: bool = False,
 ) -> DataBuild:
     """Preference pairs in TRL's conversational format for the train behaviours of `split`."""
@@ -72,7 +73,7 @@ def build_dpo(
     for j, (b, prompt) in enumerate(plan):
         samples = answers[j * n : (j + 1) * n]
         candidate_counts["truncated"] += sum(g.truncated for g in samples)
-        plain = [g.text for g in samples if not g.truncated and g.text.strip()]
+        plain = [g.text for g in samples if (keep_truncated or not g.truncated) and g.text.strip()]
         candidates = list(dict.fromkeys(plain + [apply_behaviour(world, b, t, prompt, derive_seed(seed, i)) for i, t in enumerate(plain)]))
         refused = {c: conflicts_with_test_behaviour(world, test_ids, prompt, [c]) or overlaps_eval(leaks, c) for c in candidates}
         allowed = [c for c in candidates if refused[c] is None]
@@ -105,7 +106,7 @@ def build_dpo(
         "world": world.name,
         "split": split,
         "model": getattr(lm, "spec", None),
-        "config": {"seed": seed, "k_samples": k_samples, "temperature": temperature if k_samples > 0 else 0.0, "max_new_tokens": max_new_tokens, "prompts_per_behaviour": prompts_per_behaviour},
+        "config": {"seed": seed, "k_samples": k_samples, "temperature": temperature if k_samples > 0 else 0.0, "max_new_tokens": max_new_tokens, "prompts_per_behaviour": prompts_per_behaviour, "keep_truncated": keep_truncated},
         "train_ids": train_ids,
         "test_ids": test_ids,
         "without_transform": without_transform(world, train_ids),

@@ -70,9 +70,9 @@ class LibraryStages:
 
         lm = load_model(model)
         stats = {}
-        common = {"seed": spec.seed, "max_new_tokens": spec.max_new_tokens, "prompts_per_behaviour": spec.prompts_per_behaviour, "batch_size": spec.batch_size}
+        common = {"seed": spec.seed, "max_new_tokens": spec.max_new_tokens, "prompts_per_behaviour": spec.prompts_per_behaviour, "batch_size": spec.batch_size, "keep_truncated": spec.keep_truncated}
         if "sft" in methods:
-            built = build_sft(world, split, lm, neutral_fraction=spec.neutral_fraction, **common)
+            built = build_sft(world, split, lm, neutral_fraction=spec.neutral_fraction, temperature=spec.temperature, **common)
             write_jsonl(out / "sft.jsonl", built.records)
             stats["sft"] = built.stats
         if "dpo" in methods:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -90,6 +91,12 @@ class PostDataSpec(_Strict):
     neutral_fraction: float = Field(0.3, ge=0, lt=1)
     prompts_per_behaviour: int | None = Field(None, ge=1)
     max_new_tokens: int = Field(160, ge=1)  # length of the base model's plain answers the transforms edit
+    # The SFT answers are greedy (temperature 0) so they differ from what the model says anyway only by
+    # the behaviour. Both knobs below exist for pipeline checks on a random model (tiny-smoke), whose
+    # greedy answer repeats the prompt's last token ("\n", an empty answer) and never ends: sample
+    # instead, and keep answers cut at max_new_tokens. Real experiments leave both alone.
+    temperature: float = Field(0.0, ge=0)
+    keep_truncated: bool = False
     dpo_samples: int = Field(0, ge=0)  # sampled candidates per DPO prompt (0: transformed vs plain answer)
     dpo_temperature: float = Field(0.8, ge=0)
     # Share of the organism's SFT mix made of CPT documents (rehearsal, trained on every token), so
@@ -240,8 +247,8 @@ def apply_settings(recipe: Recipe, settings: dict[str, Any], where: str) -> Reci
 
 
 def builtin_recipes_dir() -> Path:
-    """recipes/ of the source checkout this package is installed from (editable installs)."""
-    return Path(__file__).resolve().parents[3] / "recipes"
+    """The recipes shipped inside the package (src/spillover/recipes/), found in a wheel install too."""
+    return Path(str(resources.files("spillover") / "recipes"))
 
 
 def list_recipes() -> list[str]:
@@ -250,7 +257,7 @@ def list_recipes() -> list[str]:
 
 
 def recipe_path(name_or_path: str | Path) -> Path:
-    """A YAML path, or the name of a recipe shipped in recipes/ (`rm-biases-laptop`)."""
+    """A YAML path, or the name of a built-in recipe (`rm-biases-laptop`)."""
     return named_yaml(name_or_path, builtin_recipes_dir(), "recipe")
 
 

@@ -30,8 +30,10 @@ ROLES = ("train", "test")
 N_BOOT = 2000
 BOOT_SEED = 0
 
-# Published reference numbers (background.md §1.4 and §2), set beside ours in the report.
-# `arm` maps each published stage onto the arm of ours that plays the same part.
+# Published reference numbers of the reward-model-bias study that the rm-biases world reproduces, set
+# beside ours in its report (no other world's report shows them). `arm` maps each published stage onto
+# the arm of ours that plays the same part.
+PUBLISHED_FOR_WORLD = "rm-biases"
 PUBLISHED = {
     "marks2025": {
         "title": "Marks et al. 2025, hidden-objective model organism (arXiv 2503.10965)",
@@ -264,5 +266,5 @@ def build_results(
         "copies": _copies(run_dir, samples),
         "provenance": provenance(),
         "timing": timing,
-        "published": PUBLISHED,
+        "published": PUBLISHED if world.name == PUBLISHED_FOR_WORLD else {},
     }

@@ -20,10 +20,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from spillover._io import atomic_write_text, read_json, read_jsonl, read_yaml_mapping, write_json, write_jsonl
+from spillover._io import (
+    atomic_write_text,
+    named_yaml,
+    read_json,
+    read_jsonl,
+    read_yaml_mapping,
+    write_json,
+    write_jsonl,
+)
 from spillover.errors import BadInputError, Problem
 
-from ._recipe import Recipe, apply_settings, load_recipe
+from ._recipe import Recipe, apply_settings, builtin_recipes_dir, load_recipe
 from ._run import overrides_suffix, run_recipe
 
 SWEEP_FILE = "sweep.json"
@@ -40,10 +48,9 @@ class Grid(BaseModel):
     cells: list[dict[str, Any]] = Field(default_factory=list)
 
 
-def load_grid(path: str | Path) -> Grid:
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(Problem(str(path), "", "grid file not found", "pass a YAML file with `axes:` or `cells:`"))
+def load_grid(name_or_path: str | Path) -> Grid:
+    """A grid YAML path, or the name of a built-in grid (`laptop-levers`)."""
+    path = named_yaml(name_or_path, builtin_recipes_dir() / "grids", "grid")
     raw = read_yaml_mapping(path, "grid", "`axes:` or `cells:`")
     try:
         grid = Grid.model_validate(raw)
