@@ -40,7 +40,7 @@ def _setting_type(annotation: Any, namespace: dict) -> Any:
     if isinstance(annotation, str):
         try:
             annotation = eval(annotation, namespace)  # noqa: S307 - our own source's annotations
-        except NameError:  # a name imported only for type checkers: not a setting
+        except (NameError, AttributeError, TypeError):  # e.g. a name imported only for type checkers: not a setting
             return None
     if annotation in SETTING_TYPES or any(a in SETTING_TYPES for a in typing.get_args(annotation)):
         return annotation

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from spillover._io import atomic_write_text, config_hash, read_json, read_jsonl, read_yaml_mapping, write_json, write_jsonl
+from spillover._settings import NonNegInt, checked
 from spillover.errors import BadInputError, Problem
 
 from ._recipe import Recipe, _deep_merge, load_recipe
@@ -172,7 +173,8 @@ def _hit_key(row: dict) -> tuple:
     return (row["cell"], row["arm"], row["seed"], row["behaviour"], row["prompt"], row.get("sample", 0))
 
 
-def sample_hits_for_hand_check(sweep_dir: str | Path, per_arm: int = 4, seed: int = 0) -> tuple[Path, int]:
+@checked
+def sample_hits_for_hand_check(sweep_dir: str | Path, per_arm: NonNegInt = 4, seed: int = 0) -> tuple[Path, int]:
     """Add every test-behaviour hit and up to `per_arm` train-behaviour hits per (cell, arm) to
     hand_check.jsonl, unlabelled. Test hits are few and decide the headline, so all are read.
 
