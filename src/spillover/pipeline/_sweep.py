@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from spillover._io import atomic_write_text, config_hash, read_json, read_jsonl, read_yaml_mapping, write_json, write_jsonl
+from spillover._io import atomic_write_text, config_hash, locked_dir, read_json, read_jsonl, read_yaml_mapping, write_json, write_jsonl
 from spillover._settings import NonNegInt, checked
 from spillover.errors import BadInputError, Problem
 
@@ -132,13 +132,14 @@ def run_sweep(
     sweep_dir = Path(out_dir) if out_dir is not None else Path("runs") / "sweeps" / f"{base.name}-{name}{'-quick' if quick else ''}"
     cells = grid_cells(grid_obj)
     planned = [(settings, apply_settings(base, settings, where=str(grid))) for settings in cells]  # validate all first
-    for settings, cell_recipe in planned:
-        cell_dir = _cell_dir(sweep_dir, settings)
-        siblings = sorted(d for d in (sweep_dir / "cells").glob("*") if d.is_dir() and d != cell_dir)
-        t0 = time.perf_counter()
-        run_recipe(cell_recipe, out_dir=cell_dir, quick=quick, stages=stages, seeds=seeds, reuse_from=siblings)
-        write_json(cell_dir / "cell.json", {"settings": settings, "wall_seconds_last_run": round(time.perf_counter() - t0, 3)})
-    return write_sweep_table(sweep_dir)
+    with locked_dir(sweep_dir):  # one sweep at a time writes the table and renames cells
+        for settings, cell_recipe in planned:
+            cell_dir = _cell_dir(sweep_dir, settings)
+            siblings = sorted(d for d in (sweep_dir / "cells").glob("*") if d.is_dir() and d != cell_dir)
+            t0 = time.perf_counter()
+            run_recipe(cell_recipe, out_dir=cell_dir, quick=quick, stages=stages, seeds=seeds, reuse_from=siblings)
+            write_json(cell_dir / "cell.json", {"settings": settings, "wall_seconds_last_run": round(time.perf_counter() - t0, 3)})
+        return write_sweep_table(sweep_dir)
 
 
 def _diff(h: dict | None) -> dict:
