@@ -415,7 +415,8 @@ def run_training(
                 step_tokens = int(rt.accelerator.reduce(torch.tensor(step_tokens, device=rt.device), "sum").item())
             else:
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            _stop_if_diverged(cfg, step + 1, {"loss": step_loss, "gradient norm": float(grad_norm)})
+            # (DeepSpeed clips inside its own step and returns no norm.)
+            _stop_if_diverged(cfg, step + 1, {"loss": step_loss, **({"gradient norm": float(grad_norm)} if grad_norm is not None else {})})
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
