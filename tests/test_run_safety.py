@@ -31,7 +31,7 @@ def test_a_directory_that_is_not_a_run_is_refused_untouched(tmp_path):
     (out / "recipe.yaml").write_text("my own recipe notes\n")
     before = files_of(out)
     stages = FakeStages()
-    with pytest.raises(BadInputError, match=r"mine: --out: holds not a spillover run directory .*nothing was written") as info:
+    with pytest.raises(BadInputError, match=r"mine: --out: not empty and not a spillover run \(no recipe.yaml naming a recipe\); nothing was written") as info:
         run(out, stages)
     assert len(info.value.problems) == 1 and "choose a new or empty directory" in str(info.value)
     assert files_of(out) == before and sorted(p.name for p in out.iterdir()) == ["notes", "recipe.yaml"]  # no lock file either
@@ -44,7 +44,7 @@ def test_a_run_of_another_recipe_is_refused_untouched(tmp_path):
     before = files_of(out)
     other = tmp_path / "other.yaml"
     other.write_text("name: other\nmodel: tiny\nseeds: [0]\n")
-    with pytest.raises(BadInputError, match="holds a run of recipe 'tiny-smoke', not a run of 'other'"):
+    with pytest.raises(BadInputError, match="run: --out: a run of recipe 'tiny-smoke', not of 'other'; nothing was written"):
         run(out, recipe=other)
     assert files_of(out) == before
 

@@ -241,9 +241,9 @@ def check_run_dir(run_dir: Path, recipe: Recipe) -> None:
     name = _recorded_recipe_name(run_dir / RECIPE_FILE)
     if name == recipe.name:
         return
-    found = f"a run of recipe '{name}'" if name else f"not a spillover run directory (no {RECIPE_FILE} naming a recipe)"
+    found = f"a run of recipe '{name}', not of '{recipe.name}'" if name else f"not empty and not a spillover run (no {RECIPE_FILE} naming a recipe)"
     raise BadInputError(
-        Problem(str(run_dir), "--out", f"holds {found}, not a run of '{recipe.name}'; nothing was written",
+        Problem(str(run_dir), "--out", f"{found}; nothing was written",
                 f"choose a new or empty directory, or a run directory of '{recipe.name}'")
     )
 
