@@ -197,6 +197,11 @@ _FIXES = {
     "extra_forbidden": "remove it or check its spelling (see docs/recipes.md)",
     "literal_error": "use one of the allowed values",
     "string_pattern_mismatch": "use letters, digits, '-', '_' or '.'",
+    "finite_number": "use a finite number, not .inf or .nan",
+    "greater_than": "use a number in range, see docs/recipes.md",
+    "greater_than_equal": "use a number in range, see docs/recipes.md",
+    "less_than": "use a number in range, see docs/recipes.md",
+    "less_than_equal": "use a number in range, see docs/recipes.md",
 }
 
 
