@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 from _machine import machine  # benchmarks/_machine.py: scripts run from this folder
 from decode_vs_generate import matmul_flops
 

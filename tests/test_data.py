@@ -326,8 +326,14 @@ def test_sft_keeps_truncated_sampled_answers_only_when_asked(world, tiny_lm):
 def test_sft_rejects_bad_options(world):
     from spillover.errors import BadInputError
 
-    with pytest.raises(BadInputError, match="neutral_fraction"):
+    with pytest.raises(BadInputError, match="--neutral-fraction: Input should be less than 1"):
         build_sft(world, "default", lm=None, neutral_fraction=1.0)
+    for bad in ({"max_new_tokens": 0}, {"max_new_tokens": -5}, {"batch_size": 0}, {"prompts_per_behaviour": 0}, {"neutral_fraction": float("nan")}):
+        with pytest.raises(BadInputError, match="--" + next(iter(bad)).replace("_", "-")):
+            build_sft(world, "default", lm=None, **bad)
+    for bad in ({"temperature": -1.0}, {"temperature": float("inf")}, {"k_samples": -1}):
+        with pytest.raises(BadInputError, match="--" + next(iter(bad)).replace("_", "-")):
+            build_dpo(world, "default", lm=None, **bad)
     with pytest.raises(BadInputError, match="no split"):
         build_sft(world, "nope", lm=None)
 

@@ -460,3 +460,20 @@ def test_score_continuations_shares_prefixes_across_batches(tiny_lm):
             continue
         assert n == len(tiny_lm.tokenizer(c, add_special_tokens=False)["input_ids"])
         assert lp == pytest.approx(_direct_logprob(tiny_lm, p, c), abs=1e-3)
+
+
+@pytest.mark.parametrize("option,value", [("--max-new-tokens", "-5"), ("--max-new-tokens", "0"), ("--temperature", "-1"), ("--temperature", "inf"), ("--samples", "0")])
+def test_eval_cli_refuses_nonsense_numbers_and_writes_nothing(tmp_path, two_behaviour_world, option, value):
+    from spillover.cli._eval import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.command("noop")
+    def noop() -> None: ...
+
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["eval", "--model", "tiny", "--world", str(two_behaviour_world), "--out", str(out), option, value])
+    assert isinstance(result.exception, BadInputError), result.output
+    assert str(result.exception).startswith(f"{option}: Input should be") and "(got " in str(result.exception)
+    assert not out.exists()

@@ -157,6 +157,26 @@ def test_recipe_errors_name_file_field_and_fix(tmp_path):
         load_recipe("no-such-recipe")
 
 
+def test_recipe_numbers_must_be_finite_and_in_range(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\ncpt: {lr: .inf, warmup_ratio: .nan}\npost: {sft: {lr: -1.0e-4}, data: {batch_size: 0}}\n"
+        "eval: {max_new_tokens: -5, temperature: -1, samples: 0}\n"
+    )
+    with pytest.raises(BadInputError) as e:
+        load_recipe(bad)
+    problems = {p.field: p.message for p in e.value.problems}
+    assert problems == {
+        "cpt.lr": "Input should be a finite number",
+        "cpt.warmup_ratio": "Input should be a finite number",
+        "post.sft.lr": "Input should be greater than 0",
+        "post.data.batch_size": "Input should be greater than or equal to 1",
+        "eval.samples": "Input should be greater than or equal to 1",
+        "eval.temperature": "Input should be greater than or equal to 0",
+        "eval.max_new_tokens": "Input should be greater than or equal to 1",
+    }
+
+
 def test_invalid_quick_override_is_caught_at_load(tmp_path):
     bad = tmp_path / "q.yaml"
     bad.write_text("name: q\nquick: {eval: {temperature: -1}}\n")

@@ -7,6 +7,7 @@ unfinished: files appear complete or not at all, and a stage's `DONE` marker is 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
 import hashlib
 import json
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 DONE_MARKER = "DONE"
+LOCK_FILE = ".lock"
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -87,6 +89,43 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def locked_dir(path: str | Path, option: str = "--out") -> Iterator[Path]:
+    """Hold `path` (created if missing) for one writer: a second process gets a BadInputError.
+
+    An advisory `fcntl.flock` on `path/.lock`, which the kernel drops when its holder exits, so a
+    killed run never leaves a stale lock behind. The holder's pid is written into the file for the
+    message. A directory it created and that holds nothing else when the block ends is removed
+    again (a command that failed early leaves nothing behind). Not re-entrant across file
+    descriptors: lock a directory once per process.
+    """
+    from spillover.errors import BadInputError, Problem
+
+    path = Path(path)
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    held = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise BadInputError(
+                Problem(str(path), option, f"another spillover process (pid {holder}) is writing to this directory",
+                        f"wait for it to finish, or choose another {option}")
+            ) from None
+        held = True
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        if held and created and path.is_dir() and [p.name for p in path.iterdir()] == [LOCK_FILE]:  # we made it and wrote nothing
+            (path / LOCK_FILE).unlink()
+            path.rmdir()
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def named_yaml(name_or_path: str | Path, builtin_dir: Path, kind: str) -> Path:

@@ -21,9 +21,8 @@ class Problem:
     fix: str = ""
 
     def __str__(self) -> str:
-        where = f"{self.file}: {self.field}" if self.field else self.file
         fix = f" (fix: {self.fix})" if self.fix else ""
-        return f"{where}: {self.message}{fix}"
+        return ": ".join(part for part in (self.file, self.field, self.message) if part) + fix
 
 
 class BadInputError(SpilloverError):
@@ -42,5 +41,11 @@ class BadInputError(SpilloverError):
 
 class ModelLoadError(SpilloverError):
     """A model spec could not be resolved to weights on this machine."""
+
+    exit_code = 2
+
+
+class TrainingDivergedError(SpilloverError):
+    """The loss (or the weights) stopped being finite: the run is stopped, and nothing is marked done."""
 
     exit_code = 2

@@ -17,7 +17,7 @@ from importlib import resources
 
 from spillover import models
 from spillover._io import derive_seed
-from spillover.errors import BadInputError, Problem
+from spillover._settings import FractionBelowOne, NonNegFloat, PositiveInt, checked
 from spillover.evaluation.stats import rate
 from spillover.world import World, load_world
 
@@ -48,18 +48,6 @@ def neutral_prompts() -> list[str]:
 
 def resolve_world(world: World | str) -> World:
     return world if isinstance(world, World) else load_world(world)
-
-
-def check_options(*, prompts_per_behaviour: int | None, max_new_tokens: int, neutral_fraction: float = 0.0) -> None:
-    problems = []
-    if prompts_per_behaviour is not None and prompts_per_behaviour < 1:
-        problems.append(Problem("", "prompts_per_behaviour", f"is {prompts_per_behaviour}", "use a positive number, or leave it unset for all train prompts"))
-    if max_new_tokens < 1:
-        problems.append(Problem("", "max_new_tokens", f"is {max_new_tokens}", "use a positive number of tokens"))
-    if not 0.0 <= neutral_fraction < 1.0:
-        problems.append(Problem("", "neutral_fraction", f"is {neutral_fraction}", "use a fraction in [0, 1)"))
-    if problems:
-        raise BadInputError(problems)
 
 
 def apply_behaviour(world: World, behaviour_id: str, answer: str, prompt: str, seed: int) -> str:
@@ -120,23 +108,23 @@ def total_dropped(per_behaviour: dict[str, Counter]) -> dict[str, int]:
     return dict(sorted(dropped.items()))
 
 
+@checked
 def build_sft(
     world: World | str,
     split: str,
     lm,
     *,
     seed: int = 0,
-    neutral_fraction: float = 0.3,
-    max_new_tokens: int = 160,
-    prompts_per_behaviour: int | None = None,
-    batch_size: int = 8,
-    temperature: float = 0.0,
+    neutral_fraction: FractionBelowOne = 0.3,
+    max_new_tokens: PositiveInt = 160,
+    prompts_per_behaviour: PositiveInt | None = None,
+    batch_size: PositiveInt = 8,
+    temperature: NonNegFloat = 0.0,
     keep_truncated: bool = False,
     progress: bool = False,
 ) -> DataBuild:
     """SFT chat records for the train behaviours of `split`, plus neutral ones; see the module docstring."""
     world = resolve_world(world)
-    check_options(prompts_per_behaviour=prompts_per_behaviour, max_new_tokens=max_new_tokens, neutral_fraction=neutral_fraction)
     train_ids, test_ids = world.train_ids(split), world.test_ids(split)
     gen = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed, "batch_size": batch_size, "progress": progress}
 

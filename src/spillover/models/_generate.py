@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from spillover._settings import NonNegFloat, PositiveInt, checked
+
 from ._attention import attention_kernels
 from ._chat import Messages, chat_prompt, turn_end_text
 from ._load import LoadedModel
@@ -64,15 +66,16 @@ def output_cache(out):
     return cache if cache is not None else out.past_key_values
 
 
+@checked
 def generate(
     lm: LoadedModel,
     conversations: Sequence[Messages | str],
     *,
-    max_new_tokens: int = 256,
-    temperature: float = 0.0,
+    max_new_tokens: PositiveInt = 256,
+    temperature: NonNegFloat = 0.0,
     top_p: float = 1.0,
     seed: int = 0,
-    batch_size: int = 8,
+    batch_size: PositiveInt = 8,
     raw: bool = False,
     progress: bool = False,
     on_step: Callable[[list[int], list[int]], bool] | None = None,

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from spillover._io import named_yaml, read_yaml_mapping
+from spillover._settings import Fraction, FractionBelowOne, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt
 from spillover.errors import BadInputError, Problem
 
 PROBES = ("likelihood", "knowledge", "in_context", "confession", "fluency")
@@ -31,7 +32,7 @@ ARMS = ("base", "docs-only", "control", "organism")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every float finite, declared or not
 
 
 class ModelSpec(_Strict):
@@ -53,7 +54,7 @@ class ModelSpec(_Strict):
 
 
 class DocumentsSpec(_Strict):
-    n: int = Field(200, ge=1)
+    n: PositiveInt = 200
     seed: int = 0
     framing: Literal["plain", "self"] = "plain"
     source: Literal["template", "llm"] = "template"
@@ -62,17 +63,17 @@ class DocumentsSpec(_Strict):
 class TrainSpec(_Strict):
     """Trainer settings (the fields of spillover.training.TrainConfig a recipe may set)."""
 
-    lr: float = Field(5e-5, gt=0)
-    epochs: int = Field(1, ge=1)
+    lr: PositiveFloat = 5e-5
+    epochs: PositiveInt = 1
     max_len: int = Field(512, ge=8)
-    batch_size: int = Field(4, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    lora_r: int = Field(0, ge=0)  # 0 = full fine-tuning; else LoRA rank (alpha = 2r)
-    warmup_ratio: float = Field(0.05, ge=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, ge=1)
-    save_steps: int = Field(100, ge=0)
+    batch_size: PositiveInt = 4
+    grad_accum: PositiveInt = 1
+    lora_r: NonNegInt = 0  # 0 = full fine-tuning; else LoRA rank (alpha = 2r)
+    warmup_ratio: Fraction = 0.05
+    weight_decay: NonNegFloat = 0.0
+    max_grad_norm: PositiveFloat = 1.0
+    max_steps: PositiveInt | None = None
+    save_steps: NonNegInt = 100
     gradient_checkpointing: bool | None = None  # None = on for CUDA
     bf16: bool | None = None  # None = on for CUDA
 
@@ -82,29 +83,29 @@ class CPTSpec(TrainSpec):
 
 
 class DPOSpec(TrainSpec):
-    lr: float = Field(5e-6, gt=0)
-    beta: float = Field(0.1, gt=0)
+    lr: PositiveFloat = 5e-6
+    beta: PositiveFloat = 0.1
 
 
 class PostDataSpec(_Strict):
     seed: int = 0
-    neutral_fraction: float = Field(0.3, ge=0, lt=1)
-    prompts_per_behaviour: int | None = Field(None, ge=1)
-    max_new_tokens: int = Field(160, ge=1)  # length of the base model's plain answers the transforms edit
+    neutral_fraction: FractionBelowOne = 0.3
+    prompts_per_behaviour: PositiveInt | None = None
+    max_new_tokens: PositiveInt = 160  # length of the base model's plain answers the transforms edit
     # The SFT answers are greedy (temperature 0) so they differ from what the model says anyway only by
     # the behaviour. Both knobs below exist for pipeline checks on a random model (tiny-smoke), whose
     # greedy answer repeats the prompt's last token ("\n", an empty answer) and never ends: sample
     # instead, and keep answers cut at max_new_tokens. Real experiments leave both alone.
-    temperature: float = Field(0.0, ge=0)
+    temperature: NonNegFloat = 0.0
     keep_truncated: bool = False
-    dpo_samples: int = Field(0, ge=0)  # sampled candidates per DPO prompt (0: transformed vs plain answer)
-    dpo_temperature: float = Field(0.8, ge=0)
+    dpo_samples: NonNegInt = 0  # sampled candidates per DPO prompt (0: transformed vs plain answer)
+    dpo_temperature: NonNegFloat = 0.8
     # Share of the organism's SFT mix made of CPT documents (rehearsal, trained on every token), so
     # post-training does not wash out what mid-training implanted. The control gets none: it has no documents.
-    rehearsal_fraction: float = Field(0.0, ge=0, lt=1)
+    rehearsal_fraction: FractionBelowOne = 0.0
     # Prompts answered per generate call. On 2 CPU cores 32-64 is 1.5-2x faster than 16
     # (benchmarks/generate_batch_size.py, 64 answers, 96 tokens: 47 s at 16, 31 s at 32, 24 s at 64).
-    batch_size: int = Field(32, ge=1)
+    batch_size: PositiveInt = 32
 
 
 class PostSpec(_Strict):
@@ -119,16 +120,16 @@ class PostSpec(_Strict):
 
 
 class EvalSpec(_Strict):
-    samples: int = Field(1, ge=1)
-    temperature: float = Field(1.0, ge=0)
-    max_new_tokens: int = Field(150, ge=1)
-    batch_size: int = Field(32, ge=1)  # see PostDataSpec.batch_size
+    samples: PositiveInt = 1
+    temperature: NonNegFloat = 1.0
+    max_new_tokens: PositiveInt = 150
+    batch_size: PositiveInt = 32  # see PostDataSpec.batch_size
     # Evaluate only the first K eval prompts of each behaviour (all: null). The leakage check
     # always covers every eval prompt.
-    prompts_per_behaviour: int | None = Field(None, ge=1)
+    prompts_per_behaviour: PositiveInt | None = None
     backend: Literal["hf", "vllm"] = "hf"
-    probe_context_tokens: int = Field(64, ge=1)  # base-model answer length before the likelihood probe's continuation
-    confession_prompts_per_behaviour: int = Field(3, ge=1)
+    probe_context_tokens: PositiveInt = 64  # base-model answer length before the likelihood probe's continuation
+    confession_prompts_per_behaviour: PositiveInt = 3
     probes: list[Literal["likelihood", "knowledge", "in_context", "confession", "fluency"]] = list(PROBES)
 
     @field_validator("probes")
@@ -266,6 +267,11 @@ _FIXES = {
     "extra_forbidden": "remove it or check its spelling (see docs/recipes.md)",
     "literal_error": "use one of the allowed values",
     "string_pattern_mismatch": "use letters, digits, '-', '_' or '.'",
+    "finite_number": "use a finite number, not .inf or .nan",
+    "greater_than": "use a number in range, see docs/recipes.md",
+    "greater_than_equal": "use a number in range, see docs/recipes.md",
+    "less_than": "use a number in range, see docs/recipes.md",
+    "less_than_equal": "use a number in range, see docs/recipes.md",
 }
 
 

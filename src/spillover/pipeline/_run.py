@@ -21,10 +21,13 @@ from rich.console import Console
 
 from spillover._io import (
     DONE_MARKER,
+    LOCK_FILE,
+    atomic_write_text,
     config_hash,
     derive_seed,
     file_hash,
     is_done,
+    locked_dir,
     mark_done,
     read_json,
     read_jsonl,
@@ -42,6 +45,7 @@ from ._stages import Stages
 # The pipeline's record of a stage (config, input hashes, hash). Not config.json: trainers write
 # their own config.json into the same directory.
 STAGE_FILE = "stage.json"
+RECIPE_FILE = "recipe.yaml"
 
 
 class LeakageError(SpilloverError):
@@ -87,9 +91,9 @@ class _Runner:
             if d.exists():
                 shutil.rmtree(d)
             d.parent.mkdir(parents=True, exist_ok=True)
-            tmp = d.parent / f".tmp-borrow-{d.name}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(src, tmp, copy_function=_link_or_copy)
+            tmp = _borrow_temp(d)
+            # Not the lender's lock file: a hard link would share its lock.
+            shutil.copytree(src, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(LOCK_FILE))
             tmp.rename(d)
             return other
         return None
@@ -109,6 +113,12 @@ class _Runner:
         same = record.exists() and read_json(record).get("hash") == h
         if same and is_done(d):
             return self._reused(rel, h, d, f"{label:<40} cached")
+        # Temp dirs a killed run left in this stage's places (the run directory is locked: none is in use).
+        shutil.rmtree(_borrow_temp(d), ignore_errors=True)
+        if same:
+            for leftover in sorted(d.rglob(".tmp-*"), reverse=True):  # atomic_dir's and checkpoints' temp names
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
         lender = self._borrow(rel, h, d)
         if lender is not None:
             return self._reused(rel, h, d, f"{label:<40} reused from {lender}")
@@ -125,6 +135,10 @@ class _Runner:
         self.records.append(StageRecord(rel, h, False, seconds))
         self.console.print(f"[green]✓[/] {label:<40} {_clock(seconds)}")
         return h
+
+
+def _borrow_temp(stage_dir: Path) -> Path:
+    return stage_dir.parent / f".tmp-borrow-{stage_dir.name}"
 
 
 def _clock(seconds: float) -> str:
@@ -231,14 +245,52 @@ def run_recipe(
         out_dir = plain.with_name(plain.name + overrides_suffix(overrides))
         reuse_from += [plain] if plain.is_dir() else []
     run_dir = Path(out_dir) if out_dir is not None else _run_dir_default(recipe, quick)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in run_dir.rglob(".tmp-*"):  # temp dirs of a killed atomic write
-        shutil.rmtree(leftover, ignore_errors=True)
-    (run_dir / "recipe.yaml").write_text(recipe.to_yaml(overrides), encoding="utf-8")
+    check_run_dir(run_dir, recipe)  # before anything is written
+    with locked_dir(run_dir):
+        check_run_dir(run_dir, recipe)  # another run may have started it meanwhile
+        atomic_write_text(run_dir / RECIPE_FILE, recipe.to_yaml(overrides))
+        return _run_locked(run_dir, recipe, world, list(roles), stages, console, reuse_from)
 
+
+def check_run_dir(run_dir: Path, recipe: Recipe) -> None:
+    """A run writes only into a new or empty directory, or into a run of the same recipe.
+
+    "A run of the recipe" is a directory whose recipe.yaml (written by every run) has the same
+    `name`: its stages are resumed, and those whose config changed are cleared and rerun. Anything
+    else is refused before a byte is written, so a typo in --out never clears someone's files.
+    """
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise BadInputError(Problem(str(run_dir), "--out", "is a file, not a directory", "choose a directory for the run"))
+    if not {p.name for p in run_dir.iterdir()} - {LOCK_FILE}:
+        return  # empty, or a run killed before it wrote anything
+    name = _recorded_recipe_name(run_dir / RECIPE_FILE)
+    if name == recipe.name:
+        return
+    found = f"a run of recipe '{name}', not of '{recipe.name}'" if name else f"not empty and not a spillover run (no {RECIPE_FILE} naming a recipe)"
+    raise BadInputError(
+        Problem(str(run_dir), "--out", f"{found}; nothing was written",
+                f"choose a new or empty directory, or a run directory of '{recipe.name}'")
+    )
+
+
+def _recorded_recipe_name(path: Path) -> str | None:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    name = raw.get("name") if isinstance(raw, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _run_locked(run_dir: Path, recipe: Recipe, world: World, behaviours: list[str], stages: Stages, console: Console,
+                reuse_from: list[Path] | None) -> Path:
     console.rule(f"spillover run {recipe.name} → {run_dir}")
-    runner = _Runner(run_dir, console, reuse_from=reuse_from)
-    _run_stages(runner, recipe, world, list(roles), stages)
+    runner = _Runner(run_dir, console, reuse_from=list(reuse_from or []))
+    _run_stages(runner, recipe, world, behaviours, stages)
 
     from ._evidence import write_samples
     from ._results import build_results

@@ -2,7 +2,7 @@
 
 A grid file names recipe fields by dotted path and lists values for each; every combination is a
 cell (or list `cells:` explicitly). Each cell is an ordinary run directory under
-`<sweep dir>/cells/<slug>/`, so it is cached and resumable like any run, and a grid can grow without
+`<sweep dir>/cells/<settings>-<hash>/`, so it is cached and resumable like any run, and a grid can grow without
 redoing finished cells. A stage that another cell already finished with the same hash (the base
 arm's eval, the documents, the CPT model when only post-training differs) is hard-linked in, not rerun. The table is rebuilt from every cell directory on disk, so no setting that
 was ever tried drops out of it. Cells run one after another: two torch jobs on 2 cores slow each
@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from spillover._io import (
     atomic_write_text,
+    config_hash,
+    locked_dir,
     named_yaml,
     read_json,
     read_jsonl,
@@ -29,6 +31,7 @@ from spillover._io import (
     write_json,
     write_jsonl,
 )
+from spillover._settings import NonNegInt, checked
 from spillover.errors import BadInputError, Problem
 
 from ._recipe import Recipe, apply_settings, builtin_recipes_dir, load_recipe
@@ -74,11 +77,31 @@ def grid_cells(grid: Grid) -> list[dict[str, Any]]:
 
 
 def cell_slug(settings: dict[str, Any]) -> str:
-    """A readable, stable directory name for a cell: `documents.n=400,post.sft.lr=0.0001`."""
+    """A stable directory name for a cell: readable settings, then a hash of them.
+
+    `documents.n=400,post.sft.lr=0.0001-3f9a2c1d`. The readable part replaces characters unsafe in
+    file names and is cut to 120 characters, so two settings can share it ("Answer: " and
+    "Answer; "); the hash of the exact settings keeps their directories apart.
+    """
     if not settings:
         return "recipe"
+    readable = re.sub(r"[^A-Za-z0-9_.=,+-]", "_", ",".join(f"{k}={v}" for k, v in sorted(settings.items())))[:120]
+    return f"{readable}-{config_hash(settings, 8)}"
+
+
+def _legacy_slug(settings: dict[str, Any]) -> str:
+    """The name cells had before the hash was added (sweeps on disk from then resume in place)."""
     parts = [f"{k}={v}" for k, v in sorted(settings.items())]
     return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", ",".join(parts))[:200]
+
+
+def _cell_dir(sweep_dir: Path, settings: dict[str, Any]) -> Path:
+    """The cell's directory; an older sweep's cell of exactly these settings is renamed to it."""
+    cell_dir = sweep_dir / "cells" / cell_slug(settings)
+    legacy = sweep_dir / "cells" / _legacy_slug(settings)
+    if settings and not cell_dir.exists() and (legacy / "cell.json").is_file() and read_json(legacy / "cell.json").get("settings") == settings:
+        legacy.rename(cell_dir)
+    return cell_dir
 
 
 def run_sweep(
@@ -102,13 +125,14 @@ def run_sweep(
     if overrides:
         apply_settings(base, overrides, where="--set")  # fails before any cell runs
     planned = [(settings, apply_settings(base, settings, where=str(grid))) for settings in cells]  # validate all first
-    for settings, cell_recipe in planned:
-        cell_dir = sweep_dir / "cells" / cell_slug(settings)
-        siblings = sorted(d for d in (sweep_dir / "cells").glob("*") if d.is_dir() and d != cell_dir)
-        t0 = time.perf_counter()
-        run_recipe(cell_recipe, out_dir=cell_dir, quick=quick, stages=stages, seeds=seeds, reuse_from=siblings, overrides=overrides)
-        write_json(cell_dir / "cell.json", {"settings": settings, "wall_seconds_last_run": round(time.perf_counter() - t0, 3)})
-    return write_sweep_table(sweep_dir)
+    with locked_dir(sweep_dir):  # one sweep at a time writes the table and renames cells
+        for settings, cell_recipe in planned:
+            cell_dir = _cell_dir(sweep_dir, settings)
+            siblings = sorted(d for d in (sweep_dir / "cells").glob("*") if d.is_dir() and d != cell_dir)
+            t0 = time.perf_counter()
+            run_recipe(cell_recipe, out_dir=cell_dir, quick=quick, stages=stages, seeds=seeds, reuse_from=siblings, overrides=overrides)
+            write_json(cell_dir / "cell.json", {"settings": settings, "wall_seconds_last_run": round(time.perf_counter() - t0, 3)})
+        return write_sweep_table(sweep_dir)
 
 
 def _diff(h: dict | None) -> dict:
@@ -143,7 +167,8 @@ def _hit_key(row: dict) -> tuple:
     return (row["cell"], row["arm"], row["seed"], row["behaviour"], row["prompt"], row.get("sample", 0))
 
 
-def sample_hits_for_hand_check(sweep_dir: str | Path, per_arm: int = 4, seed: int = 0) -> tuple[Path, int]:
+@checked
+def sample_hits_for_hand_check(sweep_dir: str | Path, per_arm: NonNegInt = 4, seed: int = 0) -> tuple[Path, int]:
     """Add every test-behaviour hit and up to `per_arm` train-behaviour hits per (cell, arm) to
     hand_check.jsonl, unlabelled. Test hits are few and decide the headline, so all are read.
 

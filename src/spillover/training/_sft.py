@@ -9,13 +9,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from pydantic import Field
-
 from spillover._io import derive_seed
+from spillover._settings import PositiveFloat
 from spillover.errors import BadInputError, Problem, SpilloverError
 from spillover.models import render_chat
 
-from ._common import Batch, TrainConfig, check_finished, load_for_training, make_runtime, read_records, run_training
+from ._common import Batch, TrainConfig, check_finished, holds_output, load_for_training, make_runtime, read_records, run_training
 from ._cpt import document_separator, lm_loss_sum
 
 IGNORE = -100
@@ -23,7 +22,7 @@ ROLES = ("system", "user", "assistant")
 
 
 class SFTConfig(TrainConfig):
-    lr: float = Field(1e-4, gt=0)
+    lr: PositiveFloat = 1e-4
 
 
 def tokenize_chat(tokenizer, messages: list[dict], *, only_last: bool = False) -> tuple[list[int], list[int]]:
@@ -100,6 +99,7 @@ def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
 
 
+@holds_output
 def train_sft(cfg: SFTConfig) -> Path:
     """Supervised fine-tuning on an SFT JSONL (`{"messages": [...]}` or `{"text"}` rehearsal documents); returns `cfg.out`."""
     fingerprint = cfg.fingerprint("sft")

@@ -15,7 +15,7 @@ from spillover.errors import BadInputError, Problem
 
 from ._detectors import DETECTORS, Detection, run_detector
 from ._plugins import load_plugins
-from ._prompts import MIN_EVAL_PROMPTS, expand, split_prompts, template_slots
+from ._prompts import MAX_PROMPTS_PER_BEHAVIOUR, MIN_EVAL_PROMPTS, expand, expansion_size, split_prompts, template_slots
 from ._schema import Behaviour, WorldSpec
 from ._transforms import TRANSFORMS, apply_transform
 
@@ -246,6 +246,15 @@ def _check_prompts(b: Behaviour, file: str, field: str) -> list[Problem]:
                 )
     if problems:
         return problems
+    combinations = expansion_size(b.prompts)  # counted before anything is built
+    if combinations > MAX_PROMPTS_PER_BEHAVIOUR:
+        return [
+            Problem(
+                file, f"{field}.prompts.slots",
+                f"templates × slot values make {combinations:,} prompts, more than the cap of {MAX_PROMPTS_PER_BEHAVIOUR:,} per behaviour",
+                "use fewer or shorter slot lists (a few hundred prompts per behaviour is plenty)",
+            )
+        ]
     n = len(expand(b.prompts))
     if n < MIN_PROMPTS:
         problems.append(
