@@ -19,9 +19,11 @@ from spillover._io import read_json, read_jsonl
 from spillover.evaluation.stats import bootstrap_paired, rate
 from spillover.world import World
 
-from ._recipe import ARMS, Recipe
+from ._arms import arms_of
+from ._recipe import Recipe
 
 ROLES = ("train", "test")
+DID_ARMS = ("organism", "docs-only", "control", "base")
 N_BOOT = 2000
 BOOT_SEED = 0
 
@@ -55,11 +57,12 @@ def _seed_dirs(run_dir: Path, kind: str, arm: str, seeds: list[int]) -> dict[int
     return {s: run_dir / kind / arm / f"seed-{s}" for s in seeds if (run_dir / kind / arm / f"seed-{s}" / "DONE").exists()}
 
 
-def _units(samples: list[dict], seed: int) -> dict[Unit, dict]:
-    """Prompt-level exhibition counts: {(seed, behaviour, prompt): {role, k, n}}."""
+def _units(samples: list[dict], seed: int, roles: dict[str, str]) -> dict[Unit, dict]:
+    """Prompt-level exhibition counts: {(seed, behaviour, prompt): {role, k, n}}. Roles come from the
+    split being read, not the samples: a shared arm's samples serve every fold of a `folds:K` run."""
     out: dict[Unit, dict] = {}
     for r in samples:
-        u = out.setdefault((seed, r["behaviour"], r["prompt"]), {"role": r["role"], "k": 0, "n": 0})
+        u = out.setdefault((seed, r["behaviour"], r["prompt"]), {"role": roles.get(r["behaviour"], r["role"]), "k": 0, "n": 0})
         u["k"] += bool(r["exhibited"])
         u["n"] += 1
     return out
@@ -114,15 +117,15 @@ def rate_diff(a: dict[Unit, dict], b: dict[Unit, dict], *, n_boot: int = N_BOOT,
     return {"diff": float(diff), "ci": [float(lo), float(hi)], "units": [len(a), len(b)], "paired": paired}
 
 
-def _likelihood_values(path: Path, seed: int) -> dict[Unit, dict]:
+def _likelihood_values(path: Path, seed: int, roles: dict[str, str]) -> dict[Unit, dict]:
     """Per-prompt log-likelihood margins (nats), averaged where a prompt has several contexts."""
     acc: dict[Unit, list] = defaultdict(list)
-    roles: dict[Unit, str] = {}
+    role_of: dict[Unit, str] = {}
     for r in read_json(path)["per_prompt"]:
         key = (seed, r["behaviour"], r["prompt"])
         acc[key].append(float(r["delta"]))
-        roles[key] = r["role"]
-    return {k: {"role": roles[k], "value": float(np.mean(v))} for k, v in acc.items()}
+        role_of[key] = roles.get(r["behaviour"], r["role"])
+    return {k: {"role": role_of[k], "value": float(np.mean(v))} for k, v in acc.items()}
 
 
 def _mean_ci(values: list[float]) -> dict:
@@ -140,7 +143,7 @@ def _arm_results(run_dir: Path, arm: str, seeds: list[int], roles: dict[str, str
         samples = read_jsonl(d / "samples.jsonl")
         truncated["k"] += sum(bool(r.get("truncated")) for r in samples)
         truncated["n"] += len(samples)
-        seed_units = _units(samples, s)
+        seed_units = _units(samples, s, roles)
         units.update(seed_units)
         per_seed[str(s)] = {role: _rate_of([u for u in seed_units.values() if u["role"] == role]) for role in ROLES}
 
@@ -168,7 +171,7 @@ def _arm_results(run_dir: Path, arm: str, seeds: list[int], roles: dict[str, str
     likelihood: dict[Unit, dict] = {}
     for s, d in probe_dirs.items():
         if (d / "likelihood.json").exists():
-            likelihood.update(_likelihood_values(d / "likelihood.json", s))
+            likelihood.update(_likelihood_values(d / "likelihood.json", s, roles))
     out["likelihood"] = {role: _mean_ci([v["value"] for v in likelihood.values() if v["role"] == role]) for role in ROLES} if likelihood else None
     return out, units, likelihood
 
@@ -181,29 +184,62 @@ def likelihood_did(org: dict, docs: dict, ctl: dict, base: dict, role: str) -> d
     return {"diff": b["diff"], "ci": b["ci"], "n": len(diffs)}
 
 
-def build_results(run_dir: str | Path, recipe: Recipe, world: World, timing: dict[str, float | None] | None = None) -> dict:
-    """Read a run's artifacts and return the results.json dict (see docs/results-schema.md)."""
-    run_dir = Path(run_dir)
-    roles = world.roles(recipe.split)
+def collect_arms(run_dir: Path, recipe: Recipe, roles: dict[str, str]) -> tuple[dict, dict[str, dict], dict[str, dict]]:
+    """Every arm's results, prompt-level exhibition units and likelihood values, read from a run directory."""
     arms: dict[str, dict] = {}
     units: dict[str, dict] = {}
     lik: dict[str, dict] = {}
-    for arm in ARMS:
+    for arm in arms_of(recipe):
         arms[arm], units[arm], lik[arm] = _arm_results(run_dir, arm, recipe.seeds, roles)
+    return arms, units, lik
+
+
+def headline_of(units: dict[str, dict[Unit, dict]], lik: dict[str, dict[Unit, dict]]) -> dict:
+    """The headline differences from every arm's units and likelihood values."""
 
     def by_role(arm: str, role: str) -> dict[Unit, dict]:
-        return {k: v for k, v in units[arm].items() if v["role"] == role}
+        return {k: v for k, v in units.get(arm, {}).items() if v["role"] == role}
 
-    headline = {
+    return {
         "test_vs_control": rate_diff(by_role("organism", "test"), by_role("control", "test")),
         "test_vs_base": rate_diff(by_role("organism", "test"), by_role("base", "test")),
         "train_vs_control": rate_diff(by_role("organism", "train"), by_role("control", "train")),
         "likelihood_did": {
             role: likelihood_did(lik["organism"], lik["docs-only"], lik["control"], lik["base"], role) for role in ROLES
         }
-        if all(lik[a] for a in ARMS)
+        if all(lik.get(a) for a in DID_ARMS)
         else None,
+        **attribution_headline(units),
     }
+
+
+def attribution_headline(units: dict[str, dict[Unit, dict]]) -> dict:
+    """organism − docs-plain on test behaviours: both arms know the documents and answer like an
+    assistant; only the organism was trained on behaviours (the out-of-context effect proper)."""
+    test = {arm: {k: v for k, v in units.get(arm, {}).items() if v["role"] == "test"} for arm in ("organism", "docs-plain")}
+    return {"test_vs_docs_plain": rate_diff(test["organism"], test["docs-plain"])}
+
+
+def per_behaviour(units: dict[str, dict[Unit, dict]], roles: dict[str, str], split: str) -> dict[str, dict]:
+    """Each held-out behaviour's rates and effects (organism − docs-plain, organism − control) under `split`."""
+    out = {}
+    for b in sorted(b for b, role in roles.items() if role == "test"):
+        of = {arm: {k: v for k, v in us.items() if k[1] == b} for arm, us in units.items()}
+        out[b] = {
+            "split": split,
+            "rates": {arm: _rate_of(list(us.values())) for arm, us in of.items() if us},
+            "vs_docs_plain": rate_diff(of.get("organism", {}), of.get("docs-plain", {})),
+            "vs_control": rate_diff(of.get("organism", {}), of.get("control", {})),
+        }
+    return out
+
+
+def build_results(run_dir: str | Path, recipe: Recipe, world: World, timing: dict[str, float | None] | None = None) -> dict:
+    """Read a run's artifacts and return the results.json dict (see docs/results-schema.md)."""
+    run_dir = Path(run_dir)
+    roles = world.roles(recipe.split)
+    arms, units, lik = collect_arms(run_dir, recipe, roles)
+    headline = headline_of(units, lik)
     timing = {k: v for k, v in (timing or {}).items()}
     timing["total_stage_seconds"] = round(sum(v for v in timing.values() if isinstance(v, (int, float)) and not math.isnan(v)), 3)
     return {
@@ -215,6 +251,7 @@ def build_results(run_dir: str | Path, recipe: Recipe, world: World, timing: dic
         "roles": roles,
         "arms": arms,
         "headline": headline,
+        "per_behaviour": per_behaviour(units, roles, recipe.split),
         "timing": timing,
         "published": PUBLISHED,
     }

@@ -35,6 +35,16 @@ def behaviours_chart(results: dict) -> str | None:
     )
 
 
+def forest_chart(results: dict) -> str | None:
+    """Each held-out behaviour's effect, organism − docs-plain and organism − control, with its CI."""
+    per = results.get("per_behaviour") or {}
+    if not per:
+        return None
+    rows = list(per)
+    series = {"organism − docs-plain": [per[b].get("vs_docs_plain") for b in rows], "organism − control": [per[b].get("vs_control") for b in rows]}
+    return _plots.forest(rows, series, title="Each behaviour while held out: effect on its exhibition rate")
+
+
 def roles_chart(results: dict) -> str | None:
     arms = _arms(results)
     if not any(results["arms"][a]["roles"].get(r, {}).get("n") for a in arms for r in ("train", "test")):
@@ -147,6 +157,7 @@ def render_html(run_dir: Path, results: dict) -> str:
     charts = [
         ("chart-behaviours", "Exhibition rate per behaviour", behaviours_chart(results)),
         ("chart-roles", "Train vs test behaviours", roles_chart(results)),
+        ("chart-forest", "Held-out behaviours, one by one (forest plot)", forest_chart(results)),
         ("chart-knowledge", "Knowledge probe (multiple choice on the world's facts)", probe_chart(results, "knowledge", "Knowledge probe accuracy, by arm")),
         ("chart-in-context", "In-context test", probe_chart(results, "in_context", "In-context test, by arm")),
         ("chart-confession", "Confession probe", probe_chart(results, "confession", "Confession probe, by arm")),
