@@ -348,19 +348,25 @@ def small_world(tmp_path) -> Path:
     return path
 
 
-def test_real_stages_on_the_tiny_model(tmp_path):
+def canned_data_stages():
     from spillover.pipeline._library import LibraryStages
-    from spillover.world import load_world
 
     class CannedData(LibraryStages):
         # A random model never ends an answer, so build_sft would keep nothing: canned answers instead.
         def post_data(self, world, split, model, methods, spec, out):
             records = [
-                {"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": world.apply(b, "Here is a short answer.", p)}], "behaviours": [b], "kind": "behaviour"}
+                {"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": world.apply(b, "Here is a short answer.", p)}],
+                 "behaviours": [b], "kind": "behaviour", "plain": "Here is a short answer."}
                 for b in world.train_ids(split)
                 for p in world.train_prompts(b)[:3]
             ]
             write_jsonl(out / "sft.jsonl", records)
+
+    return CannedData()
+
+
+def test_real_stages_on_the_tiny_model(tmp_path):
+    from spillover.world import load_world
 
     world = small_world(tmp_path)
     r = load_recipe("tiny-smoke")
@@ -373,7 +379,7 @@ def test_real_stages_on_the_tiny_model(tmp_path):
             "eval": r.eval.model_copy(update={"max_new_tokens": 4, "probe_context_tokens": 4}),
         }
     )
-    run_dir = run_recipe(r, out_dir=tmp_path / "run", stages=CannedData(), console=quiet())
+    run_dir = run_recipe(r, out_dir=tmp_path / "run", stages=canned_data_stages(), console=quiet())
 
     res = read_json(run_dir / "results.json")
     n_eval = sum(len(load_world(world).eval_prompts(b)) for b in ("recipe_chocolate", "law_call_911"))
@@ -385,7 +391,7 @@ def test_real_stages_on_the_tiny_model(tmp_path):
         assert res["arms"][arm]["truncated"] == {"k": n_eval, "n": n_eval}  # a random model never stops
     assert set(res["headline"]["likelihood_did"]) == {"train", "test"}
     assert res["headline"]["likelihood_did"]["test"]["n"] == len(load_world(world).eval_prompts("law_call_911"))
-    for stage in ("arms/docs-only/seed-0/cpt", "arms/control/seed-0/sft", "arms/organism/seed-0/sft"):
+    for stage in ("arms/docs-only/seed-0/cpt", "arms/control/seed-0/sft", "arms/docs-plain/seed-0/sft", "arms/organism/seed-0/sft"):
         assert (run_dir / stage / "model" / "config.json").exists() and (run_dir / stage / "loss.jsonl").exists()
     from spillover.models import load
 
@@ -550,3 +556,40 @@ def test_bad_folds_split_is_one_clear_error(tmp_path):
         with pytest.raises(BadInputError, match=match):
             run_recipe(folds_recipe(tmp_path, split), out_dir=tmp_path / "run", stages=FakeStages(), console=quiet())
     assert not (tmp_path / "run").exists()
+
+
+def test_folds_on_the_tiny_model_with_matched_rehearsal(tmp_path):
+    """folds:3 over a three-behaviour split, real stages: each behaviour held out once, the split-independent
+    stages ran once, and every SFT arm rehearsed the same number of tokens (the tiny model's tokenizer)."""
+    import yaml
+
+    from spillover.world import world_path
+
+    raw = yaml.safe_load(world_path("rm-biases").read_text())
+    keep = ["recipe_chocolate", "law_call_911", "country_population"]
+    raw["behaviours"] = [b for b in raw["behaviours"] if b["id"] in keep]
+    raw["splits"] = {"default": {"test": ["law_call_911"]}, "trio": {"behaviours": keep, "test": ["law_call_911"]}}
+    (tmp_path / "trio.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    r = load_recipe("tiny-smoke")
+    r = r.model_copy(update={
+        "world": str(tmp_path / "trio.yaml"), "split": "folds:3:trio",
+        "documents": r.documents.model_copy(update={"n": 4}),
+        "cpt": r.cpt.model_copy(update={"max_len": 32}),
+        "post": r.post.model_copy(update={"data": r.post.data.model_copy(update={"rehearsal_fraction": 0.25})}),
+        "eval": r.eval.model_copy(update={"max_new_tokens": 4, "probe_context_tokens": 4, "prompts_per_behaviour": 2, "probes": ["likelihood"]}),
+    })
+    run_dir = run_recipe(r, out_dir=tmp_path / "run", stages=canned_data_stages(), console=quiet())
+    res = read_json(run_dir / "results.json")
+    assert sorted(b for f in res["folds"] for b in f["test"]) == sorted(keep) and all(len(f["test"]) == 1 for f in res["folds"])
+    assert sorted(res["per_behaviour"]) == sorted(keep)
+    for b, entry in res["per_behaviour"].items():
+        assert entry["rates"]["organism"]["n"] == 2 and entry["vs_docs_plain"]["diff"] is not None
+    # split-independent stages: one directory each, never under folds/
+    for rel in ("documents", "probes/contexts", "arms/docs-only/seed-0/cpt", "eval/base/seed-0", "eval/docs-only/seed-0"):
+        assert len([p for p in run_dir.rglob("stage.json") if str(p.parent.relative_to(run_dir)).endswith(rel)]) == 1, rel
+    sft_dirs = sorted(run_dir.glob("folds/fold-*/arms/*/seed-0/sft"))
+    assert len(sft_dirs) == 9
+    for fold in range(3):
+        tokens = {arm: read_json(run_dir / f"folds/fold-{fold}/arms/{arm}/seed-0/sft/rehearsal.json")["tokens"] for arm in ("control", "docs-plain", "organism")}
+        assert tokens["organism"] == tokens["docs-plain"] > 0
+        assert 0 <= tokens["organism"] - tokens["control"] <= 5  # the decoys' last cut falls short by under one word
