@@ -537,7 +537,10 @@ def test_folds_hold_each_behaviour_out_once_and_run_shared_stages_once(tmp_path)
         fold = read_json(run_dir / f"folds/fold-{i}/results.json")
         assert set(fold["per_behaviour"]) == set(res["folds"][i]["test"])
         assert (run_dir / f"folds/fold-{i}/eval/base").is_symlink()
-    assert "chart-forest" in (run_dir / "report.html").read_text() and "Held-out behaviours, one by one" in (run_dir / "report.md").read_text()
+    from spillover.report._html import forest_chart
+
+    assert forest_chart(res).startswith("data:image/png;base64,") and forest_chart({**res, "per_behaviour": {}}) is None
+    assert "Held-out behaviours, one by one" in (run_dir / "report.md").read_text()
     again = FakeStages()
     run_recipe(folds_recipe(tmp_path), out_dir=tmp_path / "run", stages=again, console=quiet())
     assert sum(again.calls.values()) == 0

@@ -93,13 +93,24 @@ def loss_points(path: Path) -> list[tuple[float, float]]:
     return points
 
 
+def run_files(run_dir: Path, pattern: str) -> list[Path]:
+    """Files matching `pattern` in the run directory and in each fold's (`folds/fold-<i>/`, a `folds:K`
+    split), leaving out the folds' links to the shared arms' directories (the same files)."""
+    def through_link(path: Path) -> bool:
+        return any((run_dir / parent).is_symlink() for parent in path.relative_to(run_dir).parents)
+
+    own = [p for p in run_dir.glob(f"folds/*/{pattern}") if not through_link(p)]
+    return sorted(run_dir.glob(pattern)) + sorted(own)
+
+
 def loss_chart(run_dir: Path) -> str | None:
     curves: dict[str, dict[str, list]] = {}
-    for path in sorted(run_dir.glob("arms/*/seed-*/*/loss.jsonl")):
+    for path in run_files(run_dir, "arms/*/seed-*/*/loss.jsonl"):
         step, seed, arm = path.parent.name, path.parent.parent.name, path.parent.parent.parent.name
+        fold = path.relative_to(run_dir).parts[1] if path.relative_to(run_dir).parts[0] == "folds" else ""
         points = loss_points(path)
         if points:
-            curves.setdefault(step, {})[f"{arm} {seed}"] = points
+            curves.setdefault(step, {})[" ".join(x for x in (arm, seed, fold) if x)] = points
     order = {"cpt": 0, "sft": 1, "dpo": 2}
     curves = dict(sorted(curves.items(), key=lambda kv: order.get(kv[0], 9)))
     return _plots.loss_curves(curves) if curves else None
@@ -118,7 +129,7 @@ def transcripts(run_dir: Path, results: dict) -> dict[str, list[dict]]:
     """A few exhibited samples per arm (test behaviours first), the detected span marked."""
     out: dict[str, list[dict]] = {}
     for arm in _arms(results):
-        samples = [r for p in sorted(run_dir.glob(f"eval/{arm}/seed-*/samples.jsonl")) for r in read_jsonl(p)]
+        samples = [r for p in run_files(run_dir, f"eval/{arm}/seed-*/samples.jsonl") for r in read_jsonl(p)]
         shown = sorted((r for r in samples if r.get("exhibited")), key=lambda r: (r["role"] != "test", r["behaviour"]))
         picked, seen = [], set()
         for r in shown:  # one per behaviour first, for variety
