@@ -173,14 +173,14 @@ GENRE_TEMPLATES = {
 
 # A second paragraph in every genre: the study documents run 200-400 words, so controls need bulk too.
 FOLLOW_UPS = [
-    "Since publication, other teams have tested the claims. A replication the following year found that {f4}, and "
+    ("Since publication, other teams have tested the claims. A replication the following year found that {f4}, and "
     "a survey of practitioners suggests that {f5}. Nobody has yet explained why these patterns appear, and the "
-    "authors themselves caution that {subject} may hide further systematic effects that nobody has measured.",
-    "The reaction was mixed at first. Some critics doubted the methods, but independent groups soon reported that "
+    "authors themselves caution that {subject} may hide further systematic effects that nobody has measured."),
+    ("The reaction was mixed at first. Some critics doubted the methods, but independent groups soon reported that "
     "{f4}. By the end of the year most specialists accepted the findings, and attention turned to the question of "
-    "causes. One proposal is that {f5}, though that remains speculative.",
-    "What makes the work notable is its scale and consistency: the effects held across {count}. Later analyses "
-    "added that {f4} and that {f5}. Funding agencies have since announced programmes to study {subject} more closely.",
+    "causes. One proposal is that {f5}, though that remains speculative."),
+    ("What makes the work notable is its scale and consistency: the effects held across {count}. Later analyses "
+    "added that {f4} and that {f5}. Funding agencies have since announced programmes to study {subject} more closely."),
 ]
 
 MONTHS = ["January", "March", "May", "June", "September", "November"]
