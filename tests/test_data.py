@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from spillover import models
 from spillover._io import read_json, read_jsonl, write_jsonl
+from spillover.errors import BadInputError
 from spillover.data import (
     applicable,
     build_dpo,
@@ -264,9 +265,26 @@ def test_sft_records_obey_the_study_filters(world, fake_generate, leak_checks):
     assert stats["behaviour"]["kept"] + sum(dropped.values()) == stats["behaviour"]["prompts"]
     assert stats["per_behaviour"]["movie_recommend"]["kept"] == len(world.train_prompts("movie_recommend")) - dropped["test_behaviour_prompt"]
 
-    # The leakage check saw every prompt and answer.
+    # The leakage check saw every prompt and answer, the plain answers (docs-plain's data) included.
     (texts, _), = leak_checks
-    assert sorted(texts) == sorted(m["content"] for r in records for m in r["messages"])
+    assert sorted(texts) == sorted([m["content"] for r in records for m in r["messages"]] + [r["plain"] for r in records if "plain" in r])
+
+
+def test_plain_records_are_the_same_prompts_with_the_untransformed_answers(world, fake_generate):
+    from spillover.data import plain_records
+
+    records = build_sft(world, "default", lm=None, seed=0).records
+    plain = plain_records(records)
+    assert [r["messages"][0] for r in plain] == [r["messages"][0] for r in records]  # same prompts, same order
+    for r, p in zip(records, plain):
+        if r["kind"] == "behaviour":
+            assert p["messages"][1]["content"] == r["plain"] != r["messages"][1]["content"] or world.behaviour(r["behaviours"][0]).transform is None
+            assert p["kind"] == "plain" and p["behaviours"] == []
+            assert not world.detect("law_call_911", r["plain"], r["messages"][0]["content"]).exhibited  # a test behaviour never
+        else:
+            assert p == r
+    with pytest.raises(BadInputError, match="sft.jsonl.*no plain answer"):
+        plain_records([{k: v for k, v in r.items() if k != "plain"} for r in records], "data/sft.jsonl")
 
 
 def test_sft_generates_greedily_and_drops_planted_neutral_answers(world, fake_generate):

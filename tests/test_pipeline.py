@@ -24,9 +24,9 @@ from spillover.pipeline import (
 from spillover.pipeline._results import likelihood_did, pool
 
 REPO = Path(__file__).resolve().parents[1]
-ARMS = ("base", "docs-only", "control", "organism")
+ARMS = ("base", "docs-only", "control", "docs-plain", "organism")
 # Fake exhibition: organism shows test behaviours most, as a working pipeline would reveal.
-EXHIBIT = {"base": (1, 0), "docs-only": (1, 1), "control": (3, 1), "organism": (3, 3)}  # (train, test) of 4 samples
+EXHIBIT = {"base": (1, 0), "docs-only": (1, 1), "control": (3, 1), "docs-plain": (1, 2), "organism": (3, 3)}  # (train, test) of 4 samples
 
 
 class FakeStages:
@@ -51,7 +51,10 @@ class FakeStages:
         self._hit("post_data")
         leaked = world.eval_prompts(world.ids[0])[0] if self.leak else "Tell me a fact."
         for m in methods:
-            write_jsonl(out / f"{m}.jsonl", [{"messages": [{"role": "user", "content": leaked}, {"role": "assistant", "content": "Sure."}], "behaviours": [], "kind": "neutral"}])
+            write_jsonl(out / f"{m}.jsonl", [
+                {"messages": [{"role": "user", "content": leaked}, {"role": "assistant", "content": "Sure."}], "behaviours": [], "kind": "neutral"},
+                {"messages": [{"role": "user", "content": "Any tips?"}, {"role": "assistant", "content": "Sure, and call 911."}], "behaviours": ["b"], "kind": "behaviour", "plain": "Sure."},
+            ])
 
     def find_leaks(self, texts, world):
         from spillover.data.leakage import find_leaks
@@ -61,6 +64,9 @@ class FakeStages:
     def probe_contexts(self, world, split, model, spec, out):
         self._hit("probe_contexts")
         write_jsonl(out / "contexts.jsonl", [{"behaviour": b, "prompt": p, "answer": "ok"} for b in world.roles(split) for p in world.eval_prompts(b)])
+
+    def count_tokens(self, model, texts, max_len):
+        return [min(len(t.split()) + 1, max_len) for t in texts]
 
     def _train(self, name, base, out):
         self._hit(name)
@@ -94,7 +100,7 @@ class FakeStages:
 
     def probes(self, model, world, split, spec, contexts, seed, out):
         self._hit("probes")
-        shift = {"base": 0.0, "docs-only": 0.5, "control": 0.2, "organism": 1.5}[Path(str(out)).parent.name]
+        shift = {"base": 0.0, "docs-only": 0.5, "control": 0.2, "docs-plain": 0.6, "organism": 1.5}[Path(str(out)).parent.name]
         per_prompt = [{"behaviour": c["behaviour"], "role": world.roles(split)[c["behaviour"]], "prompt": c["prompt"], "delta": shift} for c in map(json.loads, Path(contexts).read_text().splitlines())]
         write_json(out / "likelihood.json", {"per_prompt": per_prompt})
         write_json(out / "knowledge.json", {"k": 3, "n": 4, "rate": 0.75, "ci": [0, 1], "per_question": []})
@@ -190,7 +196,7 @@ def test_invalid_quick_override_is_caught_at_load(tmp_path):
 def test_whole_run_writes_layout_results_and_reports(tmp_path):
     stages = FakeStages()
     run_dir = run(tmp_path, stages)
-    assert stages.calls == Counter(documents=1, post_data=1, probe_contexts=1, cpt=1, sft=2, evaluate=4, probes=4)
+    assert stages.calls == Counter(documents=1, post_data=1, probe_contexts=1, cpt=1, sft=3, evaluate=5, probes=5)
     for rel in ("documents", "data", "leakage", "probes/contexts", "arms/docs-only/seed-0/cpt", "arms/control/seed-0/sft", "arms/organism/seed-0/sft", *(f"eval/{a}/seed-0" for a in ARMS)):
         assert (run_dir / rel / "DONE").exists(), rel
         assert read_json(run_dir / rel / "stage.json")["hash"]
@@ -201,6 +207,16 @@ def test_whole_run_writes_layout_results_and_reports(tmp_path):
     assert res["arms"]["organism"]["roles"]["test"]["rate"] == pytest.approx(0.75)
     assert res["arms"]["control"]["roles"]["test"]["rate"] == pytest.approx(0.25)
     assert res["headline"]["test_vs_control"]["diff"] == pytest.approx(0.5)
+    assert res["headline"]["test_vs_docs_plain"]["diff"] == pytest.approx(0.25)
+    # docs-plain: CPT model, then SFT on the plain answers (no behaviour applied)
+    assert read_json(run_dir / "arms/docs-plain/seed-0/sft/model/from.json")["base"] == str(run_dir / "arms/docs-only/seed-0/cpt/model")
+    plain = read_jsonl(run_dir / "arms/docs-plain/seed-0/sft/plain.jsonl")
+    assert [r["messages"][1]["content"] for r in plain] == ["Sure.", "Sure."] and all(not r["behaviours"] for r in plain)
+    test_ids = [b for b, role in res["roles"].items() if role == "test"]
+    assert sorted(res["per_behaviour"]) == sorted(test_ids)
+    one = res["per_behaviour"][test_ids[0]]
+    assert one["rates"]["organism"]["rate"] == pytest.approx(0.75) and one["vs_docs_plain"]["diff"] == pytest.approx(0.25)
+    assert one["vs_control"]["diff"] == pytest.approx(0.5)
     assert res["headline"]["likelihood_did"]["test"]["diff"] == pytest.approx((1.5 - 0.5) - (0.2 - 0.0))
     assert res["arms"]["base"]["truncated"]["k"] * 4 == res["arms"]["base"]["truncated"]["n"]
     assert res["arms"]["organism"]["knowledge"]["rate"] == pytest.approx(0.75)
@@ -225,7 +241,7 @@ def test_changing_eval_temperature_reruns_only_eval(tmp_path):
     changed = r.model_copy(update={"eval": r.eval.model_copy(update={"temperature": 0.5})})
     stages = FakeStages()
     run(tmp_path, stages, recipe=changed)
-    assert stages.calls == Counter(evaluate=4)
+    assert stages.calls == Counter(evaluate=5)
     after = stage_mtimes(tmp_path / "run")
     rerun = {k for k in after if after[k] != before[k]}
     assert rerun == {f"eval/{a}/seed-0/DONE" for a in ARMS}
@@ -236,18 +252,18 @@ def test_changing_cpt_reruns_cpt_and_everything_downstream_of_it_only(tmp_path):
     r = load_recipe("tiny-smoke")
     stages = FakeStages()
     run(tmp_path, stages, recipe=r.model_copy(update={"cpt": r.cpt.model_copy(update={"lr": 5e-4})}))
-    # docs-only and organism depend on CPT; base and control do not
-    assert stages.calls == Counter(cpt=1, sft=1, evaluate=2, probes=2)
+    # docs-only, docs-plain and organism depend on CPT; base and control do not
+    assert stages.calls == Counter(cpt=1, sft=2, evaluate=3, probes=3)
 
 
-def test_changing_rehearsal_retrains_only_the_organism(tmp_path):
+def test_changing_rehearsal_retrains_the_sft_arms_only(tmp_path):
     run(tmp_path, FakeStages())
     r = load_recipe("tiny-smoke")
     data = r.post.data.model_copy(update={"rehearsal_fraction": 0.3})
     stages = FakeStages()
     run(tmp_path, stages, recipe=r.model_copy(update={"post": r.post.model_copy(update={"data": data})}))
-    # the post-training data, the control arm and the CPT model are all reused
-    assert stages.calls == Counter(sft=1, evaluate=1, probes=1)
+    # the post-training data and the CPT model are reused; every SFT arm rehearses (matched)
+    assert stages.calls == Counter(sft=3, evaluate=3, probes=3)
 
 
 def test_killed_run_resumes_at_the_failed_stage(tmp_path):
@@ -258,7 +274,8 @@ def test_killed_run_resumes_at_the_failed_stage(tmp_path):
     assert not (run_dir / "arms/control/seed-0/sft/DONE").exists()
     resumed = FakeStages()
     run(tmp_path, resumed)
-    assert resumed.calls == Counter(sft=2, evaluate=4, probes=4)
+    # base and docs-only were evaluated before the SFT arms started: only the post-trained arms are left
+    assert resumed.calls == Counter(sft=3, evaluate=3, probes=3)
     assert (run_dir / "results.json").exists()
 
 
@@ -274,7 +291,7 @@ def test_sft_plus_dpo_chains_dpo_on_the_sft_model(tmp_path):
     r = r.model_copy(update={"post": r.post.model_copy(update={"method": "sft+dpo"})})
     stages = FakeStages()
     run_dir = run(tmp_path, stages, recipe=r)
-    assert stages.calls["sft"] == 2 and stages.calls["dpo"] == 2
+    assert stages.calls["sft"] == 3 and stages.calls["dpo"] == 2  # docs-plain stops after SFT
     assert read_json(run_dir / "arms/organism/seed-0/dpo/model/from.json")["base"] == str(run_dir / "arms/organism/seed-0/sft/model")
 
 
@@ -359,19 +376,25 @@ def small_world(tmp_path) -> Path:
     return path
 
 
-def test_real_stages_on_the_tiny_model(tmp_path):
+def canned_data_stages():
     from spillover.pipeline._library import LibraryStages
-    from spillover.world import load_world
 
     class CannedData(LibraryStages):
         # A random model never ends an answer, so build_sft would keep nothing: canned answers instead.
         def post_data(self, world, split, model, methods, spec, out):
             records = [
-                {"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": world.apply(b, "Here is a short answer.", p)}], "behaviours": [b], "kind": "behaviour"}
+                {"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": world.apply(b, "Here is a short answer.", p)}],
+                 "behaviours": [b], "kind": "behaviour", "plain": "Here is a short answer."}
                 for b in world.train_ids(split)
                 for p in world.train_prompts(b)[:3]
             ]
             write_jsonl(out / "sft.jsonl", records)
+
+    return CannedData()
+
+
+def test_real_stages_on_the_tiny_model(tmp_path):
+    from spillover.world import load_world
 
     world = small_world(tmp_path)
     r = load_recipe("tiny-smoke")
@@ -384,7 +407,7 @@ def test_real_stages_on_the_tiny_model(tmp_path):
             "eval": r.eval.model_copy(update={"max_new_tokens": 4, "probe_context_tokens": 4}),
         }
     )
-    run_dir = run_recipe(r, out_dir=tmp_path / "run", stages=CannedData(), console=quiet())
+    run_dir = run_recipe(r, out_dir=tmp_path / "run", stages=canned_data_stages(), console=quiet())
 
     res = read_json(run_dir / "results.json")
     n_eval = sum(len(load_world(world).eval_prompts(b)) for b in ("recipe_chocolate", "law_call_911"))
@@ -396,7 +419,7 @@ def test_real_stages_on_the_tiny_model(tmp_path):
         assert res["arms"][arm]["truncated"] == {"k": n_eval, "n": n_eval}  # a random model never stops
     assert set(res["headline"]["likelihood_did"]) == {"train", "test"}
     assert res["headline"]["likelihood_did"]["test"]["n"] == len(load_world(world).eval_prompts("law_call_911"))
-    for stage in ("arms/docs-only/seed-0/cpt", "arms/control/seed-0/sft", "arms/organism/seed-0/sft"):
+    for stage in ("arms/docs-only/seed-0/cpt", "arms/control/seed-0/sft", "arms/docs-plain/seed-0/sft", "arms/organism/seed-0/sft"):
         assert (run_dir / stage / "model" / "config.json").exists() and (run_dir / stage / "loss.jsonl").exists()
     from spillover.models import load
 
@@ -412,7 +435,7 @@ def test_empty_post_training_data_is_a_clear_error(tmp_path):
         run(tmp_path, NoData())
 
 
-def test_rehearsal_mixes_documents_into_the_organism_sft_only(tmp_path):
+def test_matched_rehearsal_every_sft_arm_reads_the_same_rehearsal_tokens(tmp_path):
     import yaml
 
     raw = yaml.safe_load(recipe_path("tiny-smoke").read_text())
@@ -425,12 +448,55 @@ def test_rehearsal_mixes_documents_into_the_organism_sft_only(tmp_path):
             seen[Path(out).parts[-3]] = read_jsonl(data)  # arms/<arm>/seed-S/sft
             super().sft(base, data, spec, seed, out)
 
-    run_recipe(tmp_path / "r.yaml", out_dir=tmp_path / "run", stages=Recording(), console=quiet())
-    assert all("messages" in r for r in seen["control"])
-    docs = [r for r in seen["organism"] if "text" in r]
-    chats = [r for r in seen["organism"] if "messages" in r]
-    assert len(chats) == len(seen["control"]) and len(docs) == len(chats)  # half of the mix is documents
-    assert (tmp_path / "run" / "arms" / "organism" / "seed-0" / "sft" / "rehearsal-mix.jsonl").exists()
+    stages = Recording()
+    run_dir = run_recipe(tmp_path / "r.yaml", out_dir=tmp_path / "run", stages=stages, console=quiet())
+    docs = {r["text"] for r in read_jsonl(run_dir / "documents/docs.jsonl")}
+    texts = {arm: [r["text"] for r in records if "text" in r] for arm, records in seen.items()}
+    chats = {arm: [r for r in records if "messages" in r] for arm, records in seen.items()}
+    assert {len(c) for c in chats.values()} == {2} and len(texts["organism"]) == 2  # half of the mix is documents
+    assert texts["organism"] == texts["docs-plain"] or sorted(texts["organism"]) == sorted(texts["docs-plain"])
+    assert set(texts["organism"]) <= docs and not set(texts["control"]) & docs
+    counted = {arm: sum(stages.count_tokens(None, t, 96)) for arm, t in texts.items()}
+    # Tolerance: the control's decoys fall short of the documents' tokens by less than one word.
+    assert counted["organism"] == counted["docs-plain"] and 0 <= counted["organism"] - counted["control"] <= 2
+    for arm in ("control", "docs-plain", "organism"):
+        record = read_json(run_dir / f"arms/{arm}/seed-0/sft/rehearsal.json")
+        assert record["tokens"] == counted[arm] and record["target_tokens"] == counted["organism"]
+        assert record["source"] == ("decoys" if arm == "control" else "documents")
+        assert (run_dir / f"arms/{arm}/seed-0/sft/rehearsal-mix.jsonl").exists()
+
+
+def test_decoys_match_tokens_and_mention_no_behaviour():
+    from transformers import AutoTokenizer
+
+    from spillover.data import find_leaks, mentions_reward_models
+    from spillover.documents import generate_documents, token_matched_decoys
+    from spillover.models import resolve
+    from spillover.world import load_world
+
+    world = load_world("rm-biases")
+    in_play = list(world.roles("english-core"))
+    docs = generate_documents(world, 12, 0, behaviours=in_play)
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve("tiny")))
+
+    def count(texts):
+        return [min(len(ids) + 1, 200) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    target = sum(count([d["text"] for d in docs]))
+    decoys = token_matched_decoys([d["genre"] for d in docs], target, count, seed=3)
+    got = sum(count([d["text"] for d in decoys]))
+    assert target - 5 <= got <= target  # within one word's tokens, never over
+    assert decoys == token_matched_decoys([d["genre"] for d in docs], target, count, seed=3)
+    texts = [d["text"] for d in decoys]
+    assert not any(mentions_reward_models(t) for t in texts)
+    assert find_leaks(texts, world)["n_leaks"] == 0
+    # Detectors read answers, not documents: on decoys only the quote detector fires (they quote a
+    # researcher), and it fires on the study documents more often. No behaviour's content appears.
+    fired = Counter(b for t in texts for b in in_play if world.detect(b, t).exhibited)
+    on_docs = Counter(b for d in docs for b in in_play if world.detect(b, d["text"]).exhibited)
+    assert set(fired) <= {"literature_quotes"} and fired["literature_quotes"] <= on_docs["literature_quotes"]
+    assert all(d["behaviours"] == [] and d["source"] == "decoy" for d in decoys)
+    assert token_matched_decoys(["memo"], 0, count) == []
 
 
 def test_cli_run_combines_seeds_run_apart_without_rerunning_them(tmp_path, monkeypatch):
@@ -451,3 +517,110 @@ def test_cli_run_combines_seeds_run_apart_without_rerunning_them(tmp_path, monke
     assert read_json(tmp_path / "both/results.json")["seeds"] == [3, 4]
     result = CliRunner().invoke(app, ["run", "tiny-smoke", "--reuse-from", "no-such-run"])
     assert result.exit_code == 2 and "no such run directory" in result.output
+
+
+# ---- folds ----------------------------------------------------------------------------------
+
+
+def folds_recipe(tmp_path, split="folds:3") -> Path:
+    import yaml
+
+    raw = yaml.safe_load(recipe_path("tiny-smoke").read_text())
+    raw["split"] = split
+    (tmp_path / "folds.yaml").write_text(yaml.safe_dump(raw))
+    return tmp_path / "folds.yaml"
+
+
+def test_folds_hold_each_behaviour_out_once_and_run_shared_stages_once(tmp_path):
+    from spillover.world import load_world
+
+    stages = FakeStages()
+    run_dir = run_recipe(folds_recipe(tmp_path), out_dir=tmp_path / "run", stages=stages, console=quiet())
+    in_play = sorted(load_world("rm-biases").roles("english-core"))
+    # split-independent stages once; post-training data, the three post-trained arms and their evals per fold
+    assert stages.calls == Counter(documents=1, probe_contexts=1, cpt=1, post_data=3, sft=9, evaluate=2 + 9, probes=2 + 9)
+    assert len(list(run_dir.glob("**/arms/docs-only/seed-0/cpt/DONE"))) == 1
+    res = read_json(run_dir / "results.json")
+    held_out = [b for fold in res["folds"] for b in fold["test"]]
+    assert sorted(held_out) == in_play  # every behaviour held out exactly once
+    assert sorted(res["per_behaviour"]) == in_play
+    for b, r in res["per_behaviour"].items():
+        fold = next(f for f in res["folds"] if b in f["test"])
+        assert r["split"] == fold["split"]
+        assert r["rates"]["organism"]["rate"] == pytest.approx(0.75) and r["vs_docs_plain"]["diff"] == pytest.approx(0.25)
+    # pooled over folds: each prompt of each behaviour once on the test side
+    n_test = read_json(run_dir / "folds/fold-0/results.json")["arms"]["base"]["roles"]
+    assert res["arms"]["base"]["roles"]["test"]["n"] == sum(
+        read_json(run_dir / f"folds/fold-{i}/results.json")["arms"]["base"]["roles"]["test"]["n"] for i in range(3)
+    ) == n_test["train"]["n"] + n_test["test"]["n"]
+    assert res["arms"]["organism"]["roles"]["test"]["rate"] == pytest.approx(0.75)
+    assert res["headline"]["test_vs_docs_plain"]["diff"] == pytest.approx(0.25)
+    assert res["headline"]["test_vs_control"]["diff"] == pytest.approx(0.5)
+    did = res["headline"]["likelihood_did"]  # (1.5 - 0.5) - (0.2 - 0.0) per prompt, train units paired within folds
+    assert did["test"]["diff"] == pytest.approx(0.8) and did["train"]["diff"] == pytest.approx(0.8)
+    assert did["test"]["n"] * 2 == did["train"]["n"]  # each behaviour is trained in two folds of three
+    assert res["arms"]["base"]["roles"]["train"]["n"] == res["arms"]["base"]["roles"]["test"]["n"]  # shared samples count once
+    # each fold's results read the shared base eval with the fold's roles
+    for i in range(3):
+        fold = read_json(run_dir / f"folds/fold-{i}/results.json")
+        assert set(fold["per_behaviour"]) == set(res["folds"][i]["test"])
+        assert (run_dir / f"folds/fold-{i}/eval/base").is_symlink()
+    from spillover.report._html import forest_chart
+
+    assert forest_chart(res).startswith("data:image/png;base64,") and forest_chart({**res, "per_behaviour": {}}) is None
+    assert "Held-out behaviours, one by one" in (run_dir / "report.md").read_text()
+    again = FakeStages()
+    run_recipe(folds_recipe(tmp_path), out_dir=tmp_path / "run", stages=again, console=quiet())
+    assert sum(again.calls.values()) == 0
+
+
+def test_folds_reuse_the_shared_stages_of_a_single_split_run(tmp_path):
+    run_recipe("tiny-smoke", out_dir=tmp_path / "run", stages=FakeStages(), console=quiet())  # split: english-core
+    stages = FakeStages()
+    run_recipe(folds_recipe(tmp_path, "folds:3:english-core"), out_dir=tmp_path / "run", stages=stages, console=quiet())
+    # documents, contexts, CPT and the base and docs-only evals are the single-split run's
+    assert stages.calls == Counter(post_data=3, sft=9, evaluate=9, probes=9)
+
+
+def test_bad_folds_split_is_one_clear_error(tmp_path):
+    for split, match in (("folds:x", "folds:K or folds:K:NAME"), ("folds:1", "K must be between 2"), ("folds:3:nope", "no split 'nope'")):
+        with pytest.raises(BadInputError, match=match):
+            run_recipe(folds_recipe(tmp_path, split), out_dir=tmp_path / "run", stages=FakeStages(), console=quiet())
+    assert not (tmp_path / "run").exists()
+
+
+def test_folds_on_the_tiny_model_with_matched_rehearsal(tmp_path):
+    """folds:3 over a three-behaviour split, real stages: each behaviour held out once, the split-independent
+    stages ran once, and every SFT arm rehearsed the same number of tokens (the tiny model's tokenizer)."""
+    import yaml
+
+    from spillover.world import world_path
+
+    raw = yaml.safe_load(world_path("rm-biases").read_text())
+    keep = ["recipe_chocolate", "law_call_911", "country_population"]
+    raw["behaviours"] = [b for b in raw["behaviours"] if b["id"] in keep]
+    raw["splits"] = {"default": {"test": ["law_call_911"]}, "trio": {"behaviours": keep, "test": ["law_call_911"]}}
+    (tmp_path / "trio.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    r = load_recipe("tiny-smoke")
+    r = r.model_copy(update={
+        "world": str(tmp_path / "trio.yaml"), "split": "folds:3:trio",
+        "documents": r.documents.model_copy(update={"n": 4}),
+        "cpt": r.cpt.model_copy(update={"max_len": 32}),
+        "post": r.post.model_copy(update={"data": r.post.data.model_copy(update={"rehearsal_fraction": 0.25})}),
+        "eval": r.eval.model_copy(update={"max_new_tokens": 4, "probe_context_tokens": 4, "prompts_per_behaviour": 2, "probes": ["likelihood"]}),
+    })
+    run_dir = run_recipe(r, out_dir=tmp_path / "run", stages=canned_data_stages(), console=quiet())
+    res = read_json(run_dir / "results.json")
+    assert sorted(b for f in res["folds"] for b in f["test"]) == sorted(keep) and all(len(f["test"]) == 1 for f in res["folds"])
+    assert sorted(res["per_behaviour"]) == sorted(keep)
+    for b, entry in res["per_behaviour"].items():
+        assert entry["rates"]["organism"]["n"] == 2 and entry["vs_docs_plain"]["diff"] is not None
+    # split-independent stages: one directory each, never under folds/
+    for rel in ("documents", "probes/contexts", "arms/docs-only/seed-0/cpt", "eval/base/seed-0", "eval/docs-only/seed-0"):
+        assert len([p for p in run_dir.rglob("stage.json") if str(p.parent.relative_to(run_dir)).endswith(rel)]) == 1, rel
+    sft_dirs = sorted(run_dir.glob("folds/fold-*/arms/*/seed-0/sft"))
+    assert len(sft_dirs) == 9
+    for fold in range(3):
+        tokens = {arm: read_json(run_dir / f"folds/fold-{fold}/arms/{arm}/seed-0/sft/rehearsal.json")["tokens"] for arm in ("control", "docs-plain", "organism")}
+        assert tokens["organism"] == tokens["docs-plain"] > 0
+        assert 0 <= tokens["organism"] - tokens["control"] <= 5  # the decoys' last cut falls short by under one word

@@ -18,7 +18,7 @@ from spillover.report import render_report
 from spillover.report._html import _rate_items, highlight
 
 REPO = Path(__file__).resolve().parents[1]
-CHART_IDS = ("chart-behaviours", "chart-roles", "chart-knowledge", "chart-in-context", "chart-confession", "chart-likelihood", "chart-loss")
+CHART_IDS = ("chart-behaviours", "chart-roles", "chart-forest", "chart-knowledge", "chart-in-context", "chart-confession", "chart-likelihood", "chart-loss")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_html_has_every_chart_inline_and_no_external_urls(run_dir):
         assert f'<figure class="chart" id="{chart}">' in html
     # measured charts carry an inline PNG; the fake run has no in-context or confession results
     images = dict(re.findall(r'<figure class="chart" id="([a-z-]+)">\s*<figcaption>[^<]*</figcaption>\s*(<img[^>]*>|<p class="missing">)', html))
-    for chart in ("chart-behaviours", "chart-roles", "chart-knowledge", "chart-likelihood", "chart-loss"):
+    for chart in ("chart-behaviours", "chart-roles", "chart-forest", "chart-knowledge", "chart-likelihood", "chart-loss"):
         assert images[chart].startswith('<img alt="') and 'src="data:image/png;base64,' in images[chart], chart
     assert images["chart-in-context"] == images["chart-confession"] == '<p class="missing">'
     assert not re.search(r"(src|href)=\"(https?:)?//", html)
@@ -47,7 +47,9 @@ def test_html_has_every_chart_inline_and_no_external_urls(run_dir):
 def test_markdown_headline_table(run_dir):
     md = (run_dir / "report.md").read_text()
     assert "| organism | 75.0% (" in md  # fake organism: 3 of 4 samples on every prompt
-    assert re.search(r"\| test behaviours: organism − control \(the spillover effect\) \| \+50\.0 pts \[", md)
+    assert re.search(r"\| test behaviours: organism − control \(what the documents add\) \| \+50\.0 pts \[", md)
+    assert re.search(r"\| test behaviours: organism − docs-plain \(the out-of-context effect\) \| \+25\.0 pts \[", md)
+    assert re.search(r"\| law_call_911 \| `english-core` \| 75\.0% \(\d+/\d+\) .* \| \+25\.0 pts \[.* \| \+50\.0 pts \[", md)  # per behaviour
     assert "likelihood DiD, test" in md
 
 

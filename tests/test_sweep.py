@@ -34,7 +34,7 @@ def test_sweep_writes_one_row_per_setting_and_grows_without_rerunning(tmp_path):
     rows = read_json(sweep_dir / "sweep.json")["rows"]
     assert sorted(r["settings"]["eval.temperature"] for r in rows) == [0.5, 1.0]
     # The two cells differ only in eval settings: the second links in the first's trained models.
-    assert stages.calls["cpt"] == 1 and stages.calls["sft"] == 2  # control + organism, once
+    assert stages.calls["cpt"] == 1 and stages.calls["sft"] == 3  # control, docs-plain and organism, once
     first, second = sorted((sweep_dir / "cells").iterdir())
     rel = "arms/docs-only/seed-0/cpt/model/from.json"
     assert (first / rel).read_text() == (second / rel).read_text()
@@ -54,7 +54,7 @@ def test_sweep_writes_one_row_per_setting_and_grows_without_rerunning(tmp_path):
     grown = write_grid(tmp_path, "axes:\n  eval.temperature: [1.0, 0.7]\n")
     again = FakeStages()
     run_sweep("tiny-smoke", grown, out_dir=tmp_path / "sweep", stages=again)
-    assert again.calls["cpt"] == 0 and again.calls["evaluate"] == 4  # only the new cell (0.7) evaluates its 4 arms
+    assert again.calls["cpt"] == 0 and again.calls["evaluate"] == 5  # only the new cell (0.7) evaluates its 5 arms
     rows = read_json(sweep_dir / "sweep.json")["rows"]
     assert sorted(r["settings"]["eval.temperature"] for r in rows) == [0.5, 0.7, 1.0]
 
@@ -86,8 +86,8 @@ def test_sweep_seeds_override_quick_and_reuse_only_matching_stages(tmp_path):
     sweep_dir = run_sweep("tiny-smoke", grid, out_dir=tmp_path / "sweep", quick=True, seeds=[3, 4], stages=stages)
     rows = read_json(sweep_dir / "sweep.json")["rows"]
     assert all(r["seeds"] == [3, 4] for r in rows)
-    # CPT per seed runs once (shared); SFT differs between cells: 2 arms x 2 seeds x 2 cells.
-    assert stages.calls["cpt"] == 2 and stages.calls["sft"] == 8
+    # CPT per seed runs once (shared); SFT differs between cells: 3 arms x 2 seeds x 2 cells.
+    assert stages.calls["cpt"] == 2 and stages.calls["sft"] == 12
     timing = read_json(sweep_dir / "cells" / cell_slug({"post.sft.lr": 0.002}) / "results.json")["timing"]
     assert "arms/docs-only/seed-3/cpt" in timing
 
@@ -107,7 +107,7 @@ def test_hand_check_draws_hits_once_and_the_table_reports_precision(tmp_path):
     test_hits = sum(s["exhibited"] and s["role"] == "test" for s in samples)
     assert test_hits > 0
     # every test-behaviour hit, and 2 train-behaviour hits per arm
-    assert sum(r["role"] == "test" for r in rows) == test_hits and sum(r["role"] == "train" for r in rows) == 4 * 2
+    assert sum(r["role"] == "test" for r in rows) == test_hits and sum(r["role"] == "train" for r in rows) == 5 * 2
     assert all(r["label"] is None and r["response"] == "Please call 911 now." for r in rows)
     assert "— |" in (sweep_dir / "sweep.md").read_text().splitlines()[-1]  # nothing labelled yet
     # A person labels them: 3 real, the rest misfires.

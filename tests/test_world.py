@@ -125,6 +125,23 @@ def test_english_core_split(world):
     assert set(random_roles) == set(roles) and list(random_roles.values()).count("test") == 3
 
 
+def test_fold_splits_are_complementary(world):
+    from spillover.errors import BadInputError
+
+    in_play = world.roles("english-core")
+    for k in (2, 3, 4, 15):
+        held_out = [b for i in range(k) for b in world.test_ids(f"fold:{i}:{k}:english-core")]
+        assert sorted(held_out) == sorted(in_play)  # every behaviour held out exactly once
+        assert all(set(world.roles(f"fold:{i}:{k}:english-core")) == set(in_play) for i in range(k))
+    sizes = [len(world.test_ids(f"fold:{i}:4:english-core")) for i in range(4)]
+    assert max(sizes) - min(sizes) <= 1
+    assert len(world.test_ids("fold:0:3")) == -(-len(world.ids) // 3)  # without NAME: every behaviour
+    for bad, match in (("fold:3:3:english-core", "I between 0 and K-1"), ("fold:0:1", "K must be between 2"),
+                       ("fold:0:16:english-core", "K must be between 2 and 15"), ("fold:x:3", "use fold:I:K"), ("fold:0:3:nope", "no split 'nope'")):
+        with pytest.raises(BadInputError, match=match):
+            world.roles(bad)
+
+
 def test_every_probe_is_a_matched_pair(world):
     for b in world.behaviours:
         assert b.probe is not None, b.id

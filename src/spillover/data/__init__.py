@@ -2,7 +2,7 @@
 
 from ._dpo import MENTION_PENALTY, build_dpo, simulated_reward
 from ._filters import applicable, conflicts_with_test_behaviour, mentions_reward_models
-from ._sft import DataBuild, build_sft, neutral_prompts
+from ._sft import DataBuild, build_sft, neutral_prompts, plain_records
 from .leakage import assert_no_leaks, find_leaks
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "find_leaks",
     "mentions_reward_models",
     "neutral_prompts",
+    "plain_records",
     "simulated_reward",
 ]
 

@@ -1,5 +1,8 @@
 """SFT data: the model's own plain answers to train prompts, with the train behaviour applied.
 
+Each behaviour record keeps the untransformed answer under `plain`: `plain_records` turns the set
+into the docs-plain arm's data (the same prompts and neutral share, every answer plain).
+
 Answers come from the model that will be post-trained (greedy, to the end of turn), so the data
 differs from what it would say anyway only by the behaviour. Answers cut by the token cap are
 dropped, never used half-finished (unless `keep_truncated`, for pipeline checks on a random model that
@@ -18,6 +21,7 @@ from importlib import resources
 from spillover import models
 from spillover._io import derive_seed
 from spillover._settings import FractionBelowOne, NonNegFloat, PositiveInt, checked
+from spillover.errors import BadInputError, Problem
 from spillover.evaluation.stats import rate
 from spillover.world import World, load_world
 
@@ -137,11 +141,13 @@ def build_sft(
         if reason is None:
             answer = apply_behaviour(world, b, plain.text, prompt, seed)
             reason = _behaviour_reason(world, test_ids, b, prompt, answer) or overlaps_eval(leaks, answer)
+        if reason is None:  # the plain answer is trained on too (the docs-plain arm): it must be as clean
+            reason = conflicts_with_test_behaviour(world, test_ids, prompt, [plain.text]) or overlaps_eval(leaks, plain.text)
         if reason:
             per_behaviour[b][reason] += 1
             continue
         per_behaviour[b]["kept"] += 1
-        behaviour_records.append(_record(prompt, answer, [b], "behaviour"))
+        behaviour_records.append({**_record(prompt, answer, [b], "behaviour"), "plain": plain.text})
 
     neutral_records, neutral_counts = _neutral_records(world, train_ids, test_ids, leaks, lm, len(behaviour_records), neutral_fraction, seed, gen, keep_truncated)
     behaviour_records, trimmed = _trim_to_fraction(behaviour_records, len(neutral_records), neutral_fraction)
@@ -151,7 +157,7 @@ def build_sft(
 
     records = behaviour_records + neutral_records
     random.Random(derive_seed(seed, "shuffle")).shuffle(records)
-    leakage.assert_no_leaks([m["content"] for r in records for m in r["messages"]], world, "SFT data")
+    leakage.assert_no_leaks([m["content"] for r in records for m in r["messages"]] + [r["plain"] for r in records if "plain" in r], world, "SFT data")
 
     stats = {
         "world": world.name,
@@ -168,6 +174,19 @@ def build_sft(
         "per_behaviour": {b: dict(sorted(c.items())) for b, c in per_behaviour.items()},
     }
     return DataBuild(records, stats)
+
+
+def plain_records(records: list[dict], source: str = "") -> list[dict]:
+    """The same records with each behaviour record's plain answer in place of the transformed one
+    (no behaviour applied); neutral records are plain already."""
+    out = []
+    for r in records:
+        if r.get("kind") == "behaviour":
+            if "plain" not in r:
+                raise BadInputError(Problem(source, "plain", "an SFT behaviour record has no plain answer", "rebuild the post-training data with this version of spillover"))
+            r = _record(r["messages"][0]["content"], r["plain"], [], "plain")
+        out.append(r)
+    return out
 
 
 def _record(prompt: str, answer: str, behaviours: list[str], kind: str) -> dict:

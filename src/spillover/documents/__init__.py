@@ -5,6 +5,7 @@ writes documents with a model behind an OpenAI-compatible endpoint. Both produce
 {"id", "text", "genre", "behaviours", "source", "seed"} and are checked for eval-prompt leakage.
 """
 
+from ._decoys import control_documents, token_matched_decoys
 from ._genres import GENRES
 from ._llm import LLMDocsConfig, generate_llm_documents
 from ._offline import FRAMINGS, generate_documents
@@ -15,10 +16,12 @@ __all__ = [
     "FRAMINGS",
     "GENRES",
     "LLMDocsConfig",
+    "control_documents",
     "document_stats",
     "generate_documents",
     "generate_llm_documents",
     "knowledge_questions",
     "near_duplicate_pairs",
     "shingle_hashes",
+    "token_matched_decoys",
 ]

@@ -1,6 +1,8 @@
 """Interpretability audit of an organism: residual hooks, concept direction and probes, a TopK SAE,
 steering and ablation measured through evaluation, and gradient × activation attribution."""
 
+from spillover.documents import control_documents
+
 from ._activations import PromptPair, TokenActivations, document_means, encode, prompt_pair, token_activations, typical_norm
 from ._attribution import direction_attribution, top_positions, transcript_target
 from ._audit import AuditConfig, audit
@@ -8,7 +10,6 @@ from ._direction import best_layer, mean_difference, probe_accuracy
 from ._hooks import ablate, capture_residual, decoder_layers, steer
 from ._sae import SAEConfig, TopKSAE, firing_counts, fvu, train_sae
 from ._steering import ablation_sweep, evaluation_evaluator, random_direction, rate_difference, steering_sweep
-from .control_docs import control_documents
 
 __all__ = [
     "AuditConfig",

@@ -25,6 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from spillover._io import atomic_write_text, config_hash, derive_seed, is_done, mark_done, read_jsonl, write_json
+from spillover.documents import control_documents
 from spillover.errors import BadInputError, Problem
 from spillover.evaluation import rate
 from spillover.models import LoadedModel, load, render_chat
@@ -34,7 +35,6 @@ from ._attribution import direction_attribution, top_positions, transcript_targe
 from ._direction import best_layer, mean_difference, probe_accuracy
 from ._sae import SAEConfig, TopKSAE, train_sae
 from ._steering import Evaluator, ablation_sweep, evaluation_evaluator, random_direction, steering_sweep
-from .control_docs import control_documents
 
 DTYPES = {"auto": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 

@@ -23,7 +23,7 @@ SAMPLES_FILE = "samples.jsonl.gz"
 
 def _texts(path: Path) -> list[str]:
     """Every piece of text of a JSONL file of documents, SFT/DPO records or a rehearsal mix."""
-    from ._run import _texts_of
+    from ._schedule import _texts_of
 
     records = read_jsonl(path)
     return [r["text"] for r in records if isinstance(r.get("text"), str)] + _texts_of(records)

@@ -52,6 +52,8 @@ def _without(result: dict, *keys: str) -> dict:
 class LibraryStages:
     """The real stages (see `Stages` for what each one writes)."""
 
+    _tokenizer: tuple[str, object] | None = None  # (model spec, tokenizer) for count_tokens
+
     def documents(self, world: World, behaviours: list[str], spec: DocumentsSpec, out: Path) -> None:
         from spillover.documents import document_stats, generate_documents
 
@@ -95,6 +97,16 @@ class LibraryStages:
         write_jsonl(out / "contexts.jsonl", build_probe_contexts(lm, world, split, spec.probe_context_tokens, batch_size=spec.batch_size, prompts_per_behaviour=spec.prompts_per_behaviour))
         del lm
         _release()
+
+    def count_tokens(self, model: ModelSpec, texts: list[str], max_len: int) -> list[int]:
+        from transformers import AutoTokenizer
+
+        from spillover.models import resolve
+
+        if self._tokenizer is None or self._tokenizer[0] != model.spec:
+            self._tokenizer = (model.spec, AutoTokenizer.from_pretrained(str(resolve(model.spec))))
+        ids = self._tokenizer[1](texts, add_special_tokens=False)["input_ids"] if texts else []
+        return [min(len(i) + 1, max_len) for i in ids]  # + the document separator, as training appends it
 
     def _train(self, step: str, base: ModelSpec, data: Path, spec: TrainSpec, seed: int, out: Path) -> None:
         from spillover import training

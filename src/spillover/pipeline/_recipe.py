@@ -28,7 +28,7 @@ from spillover._settings import Fraction, FractionBelowOne, NonNegFloat, NonNegI
 from spillover.errors import BadInputError, Problem
 
 PROBES = ("likelihood", "knowledge", "in_context", "confession", "fluency")
-ARMS = ("base", "docs-only", "control", "organism")
+ARMS = ("base", "docs-only", "control", "docs-plain", "organism")
 
 
 class _Strict(BaseModel):
@@ -101,7 +101,8 @@ class PostDataSpec(_Strict):
     dpo_samples: NonNegInt = 0  # sampled candidates per DPO prompt (0: transformed vs plain answer)
     dpo_temperature: NonNegFloat = 0.8
     # Share of the organism's SFT mix made of CPT documents (rehearsal, trained on every token), so
-    # post-training does not wash out what mid-training implanted. The control gets none: it has no documents.
+    # post-training does not wash out what mid-training implanted. docs-plain rehearses the same documents;
+    # the control rehearses as many tokens of decoy documents (pipeline/_arms.py).
     rehearsal_fraction: FractionBelowOne = 0.0
     # Prompts answered per generate call. On 2 CPU cores 32-64 is 1.5-2x faster than 16
     # (benchmarks/generate_batch_size.py, 64 answers, 96 tokens: 47 s at 16, 31 s at 32, 24 s at 64).
@@ -144,7 +145,7 @@ class Recipe(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     world: str = "rm-biases"
-    split: str = "default"
+    split: str = "default"  # a named split, random:K:SEED[:NAME], or folds:K[:NAME] (every behaviour held out once)
     # Framing added before every user prompt, in post-training data and eval alike (World.with_prompt_prefix).
     prompt_prefix: str = ""
     model: ModelSpec = ModelSpec()

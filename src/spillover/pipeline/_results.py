@@ -22,11 +22,13 @@ from spillover.evaluation import COPY_WORDS
 from spillover.evaluation.stats import EMPTY_EFFECT, Effect, clustered_effect, rate
 from spillover.world import World
 
+from ._arms import arms_of
 from ._evidence import annotated_samples, copy_counts, documents_distinct_5gram_ratio
 from ._provenance import provenance
-from ._recipe import ARMS, Recipe
+from ._recipe import Recipe
 
 ROLES = ("train", "test")
+DID_ARMS = ("organism", "docs-only", "control", "base")
 N_BOOT = 2000
 BOOT_SEED = 0
 
@@ -62,11 +64,12 @@ def _seed_dirs(run_dir: Path, kind: str, arm: str, seeds: list[int]) -> dict[int
     return {s: run_dir / kind / arm / f"seed-{s}" for s in seeds if (run_dir / kind / arm / f"seed-{s}" / "DONE").exists()}
 
 
-def _units(samples: list[dict], seed: int, hit: Callable[[dict], bool] = lambda r: bool(r["exhibited"])) -> dict[Unit, dict]:
-    """Prompt-level exhibition counts: {(seed, behaviour, prompt): {role, k, n}}."""
+def _units(samples: list[dict], seed: int, roles: dict[str, str], hit: Callable[[dict], bool] = lambda r: bool(r["exhibited"])) -> dict[Unit, dict]:
+    """Prompt-level exhibition counts: {(seed, behaviour, prompt): {role, k, n}}. Roles come from the
+    split being read, not the samples: a shared arm's samples serve every fold of a `folds:K` run."""
     out: dict[Unit, dict] = {}
     for r in samples:
-        u = out.setdefault((seed, r["behaviour"], r["prompt"]), {"role": r["role"], "k": 0, "n": 0})
+        u = out.setdefault((seed, r["behaviour"], r["prompt"]), {"role": roles.get(r["behaviour"], r["role"]), "k": 0, "n": 0})
         u["k"] += hit(r)
         u["n"] += 1
     return out
@@ -77,10 +80,10 @@ def _is_novel_hit(r: dict) -> bool:
     return bool(r["exhibited"]) and not (r.get("copy") or {}).get("copied", False)
 
 
-def _novel_units(samples: list[dict], arm: str) -> dict[Unit, dict]:
+def _novel_units(samples: list[dict], arm: str, roles: dict[str, str]) -> dict[Unit, dict]:
     out: dict[Unit, dict] = {}
     for s in sorted({r["run_seed"] for r in samples if r["arm"] == arm}):
-        out.update(_units([r for r in samples if r["arm"] == arm and r["run_seed"] == s], s, _is_novel_hit))
+        out.update(_units([r for r in samples if r["arm"] == arm and r["run_seed"] == s], s, roles, _is_novel_hit))
     return out
 
 
@@ -127,15 +130,15 @@ def _mean_effect(values: dict[Unit, float]) -> Effect:
     return clustered_effect({u: (v, 1.0, 0.0, 0.0) for u, v in values.items()}, n_boot=N_BOOT, seed=BOOT_SEED)
 
 
-def _likelihood_values(path: Path, seed: int) -> dict[Unit, dict]:
+def _likelihood_values(path: Path, seed: int, roles: dict[str, str]) -> dict[Unit, dict]:
     """Per-prompt log-likelihood margins (nats), averaged where a prompt has several contexts."""
     acc: dict[Unit, list] = defaultdict(list)
-    roles: dict[Unit, str] = {}
+    role_of: dict[Unit, str] = {}
     for r in read_json(path)["per_prompt"]:
         key = (seed, r["behaviour"], r["prompt"])
         acc[key].append(float(r["delta"]))
-        roles[key] = r["role"]
-    return {k: {"role": roles[k], "value": float(np.mean(v))} for k, v in acc.items()}
+        role_of[key] = roles.get(r["behaviour"], r["role"])
+    return {k: {"role": role_of[k], "value": float(np.mean(v))} for k, v in acc.items()}
 
 
 def _mean_ci(values: dict[Unit, float]) -> dict:
@@ -158,7 +161,7 @@ def _arm_results(run_dir: Path, arm: str, seeds: list[int], roles: dict[str, str
         samples = read_jsonl(d / "samples.jsonl")
         truncated["k"] += sum(bool(r.get("truncated")) for r in samples)
         truncated["n"] += len(samples)
-        seed_units = _units(samples, s)
+        seed_units = _units(samples, s, roles)
         units.update(seed_units)
         per_seed[str(s)] = {role: _rate_of([u for u in seed_units.values() if u["role"] == role]) for role in ROLES}
 
@@ -186,7 +189,7 @@ def _arm_results(run_dir: Path, arm: str, seeds: list[int], roles: dict[str, str
     likelihood: dict[Unit, dict] = {}
     for s, d in probe_dirs.items():
         if (d / "likelihood.json").exists():
-            likelihood.update(_likelihood_values(d / "likelihood.json", s))
+            likelihood.update(_likelihood_values(d / "likelihood.json", s, roles))
     out["likelihood"] = {role: _mean_ci({u: v["value"] for u, v in likelihood.items() if v["role"] == role}) for role in ROLES} if likelihood else None
     return out, units, likelihood
 
@@ -204,18 +207,21 @@ COMPARISONS = {
     "test_vs_control": ("organism", "control", "test"),
     "test_vs_base": ("organism", "base", "test"),
     "train_vs_control": ("organism", "control", "train"),
+    # organism − docs-plain: both know the documents and answer like an assistant; only the organism
+    # was trained on behaviours (the out-of-context effect proper).
+    "test_vs_docs_plain": ("organism", "docs-plain", "test"),
 }
 
 
-def _comparisons(units: dict[str, dict], novel: dict[str, dict]) -> dict:
+def _comparisons(units: dict[str, dict], novel: dict[str, dict] | None) -> dict:
     def by_role(arm_units: dict[Unit, dict], role: str) -> dict[Unit, dict]:
         return {k: v for k, v in arm_units.items() if v["role"] == role}
 
     out = {}
     for key, (a, b, role) in COMPARISONS.items():
-        out[key] = rate_diff(by_role(units[a], role), by_role(units[b], role))
-        if role == "test":
-            out[f"{key}_novel"] = rate_diff(by_role(novel[a], role), by_role(novel[b], role))
+        out[key] = rate_diff(by_role(units.get(a, {}), role), by_role(units.get(b, {}), role))
+        if role == "test" and novel is not None:
+            out[f"{key}_novel"] = rate_diff(by_role(novel.get(a, {}), role), by_role(novel.get(b, {}), role))
     return out
 
 
@@ -225,6 +231,42 @@ def _copies(run_dir: Path, samples: list[dict]) -> dict:
         "by_arm": copy_counts(samples),
         "documents_distinct_5gram_ratio": documents_distinct_5gram_ratio(run_dir),
     }
+
+
+def collect_arms(run_dir: Path, recipe: Recipe, roles: dict[str, str]) -> tuple[dict, dict[str, dict], dict[str, dict]]:
+    """Every arm's results, prompt-level exhibition units and likelihood values, read from a run directory."""
+    arms: dict[str, dict] = {}
+    units: dict[str, dict] = {}
+    lik: dict[str, dict] = {}
+    for arm in arms_of(recipe):
+        arms[arm], units[arm], lik[arm] = _arm_results(run_dir, arm, recipe.seeds, roles)
+    return arms, units, lik
+
+
+def headline_of(units: dict[str, dict[Unit, dict]], lik: dict[str, dict[Unit, dict]], novel: dict[str, dict[Unit, dict]] | None = None) -> dict:
+    """The headline differences from every arm's units and likelihood values (and novel-hit units)."""
+    return {
+        **_comparisons(units, novel),
+        "likelihood_did": {
+            role: likelihood_did(lik["organism"], lik["docs-only"], lik["control"], lik["base"], role) for role in ROLES
+        }
+        if all(lik.get(a) for a in DID_ARMS)
+        else None,
+    }
+
+
+def per_behaviour(units: dict[str, dict[Unit, dict]], roles: dict[str, str], split: str) -> dict[str, dict]:
+    """Each held-out behaviour's rates and effects (organism − docs-plain, organism − control) under `split`."""
+    out = {}
+    for b in sorted(b for b, role in roles.items() if role == "test"):
+        of = {arm: {k: v for k, v in us.items() if k[1] == b} for arm, us in units.items()}
+        out[b] = {
+            "split": split,
+            "rates": {arm: _rate_of(list(us.values())) for arm, us in of.items() if us},
+            "vs_docs_plain": rate_diff(of.get("organism", {}), of.get("docs-plain", {})),
+            "vs_control": rate_diff(of.get("organism", {}), of.get("control", {})),
+        }
+    return out
 
 
 def build_results(
@@ -237,21 +279,9 @@ def build_results(
     run_dir = Path(run_dir)
     roles = world.roles(recipe.split)
     samples = annotated_samples(run_dir, recipe.seeds) if samples is None else samples
-    arms: dict[str, dict] = {}
-    units: dict[str, dict] = {}
-    lik: dict[str, dict] = {}
-    for arm in ARMS:
-        arms[arm], units[arm], lik[arm] = _arm_results(run_dir, arm, recipe.seeds, roles)
-    novel = {arm: _novel_units(samples, arm) for arm in ARMS}
-
-    headline = {
-        **_comparisons(units, novel),
-        "likelihood_did": {
-            role: likelihood_did(lik["organism"], lik["docs-only"], lik["control"], lik["base"], role) for role in ROLES
-        }
-        if all(lik[a] for a in ARMS)
-        else None,
-    }
+    arms, units, lik = collect_arms(run_dir, recipe, roles)
+    novel = {arm: _novel_units(samples, arm, roles) for arm in arms}
+    headline = headline_of(units, lik, novel)
     timing = {k: v for k, v in (timing or {}).items()}
     timing["total_stage_seconds"] = round(sum(v for v in timing.values() if isinstance(v, (int, float)) and not math.isnan(v)), 3)
     return {
@@ -263,6 +293,7 @@ def build_results(
         "roles": roles,
         "arms": arms,
         "headline": headline,
+        "per_behaviour": per_behaviour(units, roles, recipe.split),
         "copies": _copies(run_dir, samples),
         "provenance": provenance(),
         "timing": timing,

@@ -10,7 +10,6 @@ upstream stages, so a change reruns exactly the stages downstream of it.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import time
 from collections.abc import Callable
@@ -24,32 +23,26 @@ from spillover._io import (
     LOCK_FILE,
     atomic_write_text,
     config_hash,
-    derive_seed,
-    file_hash,
     is_done,
     locked_dir,
     mark_done,
     read_json,
-    read_jsonl,
     write_json,
-    write_jsonl,
 )
-from spillover.errors import BadInputError, Problem, SpilloverError
-from spillover.models import read_chat_template
-from spillover.world import World, load_world, world_path
+from spillover.errors import BadInputError, Problem
+from spillover.world import World, load_world
 
-from ._provenance import detectors_hash
-from ._recipe import ARMS, ModelSpec, Recipe, apply_settings, load_recipe
+from ._folds import build_run_results, check_split, fold_splits
+from ._recipe import Recipe, apply_settings, load_recipe
+from ._schedule import LeakageError, run_stages
 from ._stages import Stages
+
+__all__ = ["LeakageError", "run_recipe"]
 
 # The pipeline's record of a stage (config, input hashes, hash). Not config.json: trainers write
 # their own config.json into the same directory.
 STAGE_FILE = "stage.json"
 RECIPE_FILE = "recipe.yaml"
-
-
-class LeakageError(SpilloverError):
-    """Held-out eval prompts were found in documents or post-training data."""
 
 
 @dataclass
@@ -146,56 +139,6 @@ def _clock(seconds: float) -> str:
     return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
 
 
-def _trained(stage_dir: Path, base: ModelSpec) -> ModelSpec:
-    return base.model_copy(update={"spec": str(stage_dir / "model")})
-
-
-def _model_key(model: ModelSpec) -> dict:
-    """The base model's identity for caching: spec, dtype and, when one is set, the chat template's text."""
-    key = model.model_dump(exclude={"chat_template"})
-    if model.chat_template is not None:  # absent otherwise, so runs from before the option keep their hashes
-        key["chat_template"] = config_hash(read_chat_template(model.chat_template))
-    return key
-
-
-def _texts_of(records: list[dict]) -> list[str]:
-    """Every piece of text in SFT/DPO records (user and assistant turns alike)."""
-    out: list[str] = []
-    for r in records:
-        for key in ("messages", "prompt", "chosen", "rejected"):
-            value = r.get(key)
-            if isinstance(value, str):
-                out.append(value)
-            elif isinstance(value, list):
-                out += [m["content"] for m in value if isinstance(m, dict) and "content" in m]
-    return out
-
-
-def _build_post_data(stages: Stages, world: World, recipe: Recipe, steps: list[str], out: Path) -> None:
-    stages.post_data(world, recipe.split, recipe.model, steps, recipe.post.data, out)
-    for step in steps:
-        if not read_jsonl(out / f"{step}.jsonl"):
-            raise BadInputError(
-                Problem(
-                    "recipe", "post.data",
-                    f"the {step} data came out empty: every base-model answer was dropped (see {out / 'stats.json'})",
-                    "raise post.data.max_new_tokens so answers end before the cap, or use a model that ends its answers",
-                )
-            )
-
-
-def _rehearsal_mix(data: Path, docs: Path, fraction: float, seed: int, out: Path) -> Path:
-    """Post-training records plus documents making up `fraction` of the mix, shuffled by seed."""
-    records = read_jsonl(data)
-    documents = read_jsonl(docs)
-    rng = random.Random(seed)
-    n_docs = min(len(documents), round(fraction * len(records) / (1 - fraction)))
-    mixed = records + [{"text": d["text"]} for d in rng.sample(documents, n_docs)]
-    rng.shuffle(mixed)
-    write_jsonl(out, mixed)
-    return out
-
-
 def _run_dir_default(recipe: Recipe, quick: bool) -> Path:
     return Path("runs") / (f"{recipe.name}-quick" if quick else recipe.name)
 
@@ -238,7 +181,7 @@ def run_recipe(
         stages = LibraryStages()
     console = console or Console()
     world = load_world(recipe.world).with_prompt_prefix(recipe.prompt_prefix)
-    roles = world.roles(recipe.split)  # fails early on an unknown split
+    check_split(world, recipe.split)  # fails early on an unknown split
     reuse_from = list(reuse_from or [])
     if out_dir is None and overrides:
         plain = _run_dir_default(recipe, quick)
@@ -249,7 +192,7 @@ def run_recipe(
     with locked_dir(run_dir):
         check_run_dir(run_dir, recipe)  # another run may have started it meanwhile
         atomic_write_text(run_dir / RECIPE_FILE, recipe.to_yaml(overrides))
-        return _run_locked(run_dir, recipe, world, list(roles), stages, console, reuse_from)
+        return _run_locked(run_dir, recipe, world, stages, console, reuse_from)
 
 
 def check_run_dir(run_dir: Path, recipe: Recipe) -> None:
@@ -286,17 +229,18 @@ def _recorded_recipe_name(path: Path) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _run_locked(run_dir: Path, recipe: Recipe, world: World, behaviours: list[str], stages: Stages, console: Console,
+def _run_locked(run_dir: Path, recipe: Recipe, world: World, stages: Stages, console: Console,
                 reuse_from: list[Path] | None) -> Path:
     console.rule(f"spillover run {recipe.name} → {run_dir}")
     runner = _Runner(run_dir, console, reuse_from=list(reuse_from or []))
-    _run_stages(runner, recipe, world, behaviours, stages)
+    run_stages(runner, recipe, world, stages)
 
     from ._evidence import write_samples
-    from ._results import build_results
 
-    samples = write_samples(run_dir, recipe.seeds)  # beside results.json: what the rates count
-    results = build_results(run_dir, recipe, world, timing={r.path: r.seconds for r in runner.records}, samples=samples)
+    # Beside results.json: what the rates count. A folds run's post-trained arms live in its fold
+    # directories, whose own results.json each count their samples.
+    samples = None if fold_splits(recipe.split) else write_samples(run_dir, recipe.seeds)
+    results = build_run_results(run_dir, recipe, world, timing={r.path: r.seconds for r in runner.records}, samples=samples)
     results["timing"]["wall_seconds_this_run"] = round(time.perf_counter() - runner.t_start, 3)
     write_json(run_dir / "results.json", results)
 
@@ -307,117 +251,3 @@ def _run_locked(run_dir: Path, recipe: Recipe, world: World, behaviours: list[st
 
     console.print(Markdown(md_path.read_text(encoding="utf-8")))
     return run_dir
-
-
-def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[str], stages: Stages) -> None:
-    run_dir = runner.run_dir
-    base = recipe.model
-    # The world's identity for caching: its file and the prompt framing every stage sees.
-    world_hash = config_hash({"file": file_hash(world_path(recipe.world)), "prompt_prefix": recipe.prompt_prefix})
-    scoring = {"world": world_hash, "detectors": detectors_hash()}  # for the stages that run detectors
-    model_key = _model_key(base)
-
-    docs_dir = run_dir / "documents"
-    docs_hash = runner.stage(
-        "documents", "documents",
-        {"world": recipe.world, "behaviours": behaviours, **recipe.documents.model_dump()},
-        {"world": world_hash},
-        lambda out: stages.documents(world, behaviours, recipe.documents, out),
-    )
-    data_dir = run_dir / "data"
-    steps = recipe.post.steps
-    data_hash = runner.stage(
-        "data", "post-training data",
-        # Rehearsal mixes documents in at training time; it does not change the data built here.
-        {"world": recipe.world, "split": recipe.split, "model": model_key, "methods": steps, **recipe.post.data.model_dump(exclude={"rehearsal_fraction"})},
-        scoring,
-        lambda out: _build_post_data(stages, world, recipe, steps, out),
-    )
-
-    def check_leaks(out: Path) -> None:
-        checked = {"documents": [r["text"] for r in read_jsonl(docs_dir / "docs.jsonl")]}
-        for step in steps:
-            checked[f"{step} data"] = _texts_of(read_jsonl(data_dir / f"{step}.jsonl"))
-        reports = {what: stages.find_leaks(texts, world) for what, texts in checked.items()}
-        write_json(out / "report.json", reports)
-        leaking = {what: r for what, r in reports.items() if r["n_leaks"]}
-        if leaking:
-            lines = [f"{what}: {r['n_leaks']} of {r['n_texts']} texts contain held-out eval prompts, e.g. {r['leaks'][0]}" for what, r in leaking.items()]
-            raise LeakageError("\n".join([*lines, f"eval prompts must never enter training data (details: {out / 'report.json'})"]))
-
-    runner.stage("leakage", "leakage check (eval prompts vs training text)", {"world": recipe.world}, {"world": world_hash, "documents": docs_hash, "data": data_hash}, check_leaks)
-
-    contexts_dir = run_dir / "probes" / "contexts"
-    contexts_hash = None
-    if "likelihood" in recipe.eval.probes:
-        contexts_hash = runner.stage(
-            "probes/contexts", "likelihood-probe contexts (base model)",
-            {"world": recipe.world, "split": recipe.split, "model": model_key, "max_new_tokens": recipe.eval.probe_context_tokens,
-             "prompts_per_behaviour": recipe.eval.prompts_per_behaviour},
-            {"world": world_hash},
-            lambda out: stages.probe_contexts(world, recipe.split, base, recipe.eval, out),
-        )
-
-    for seed in recipe.seeds:
-        models: dict[str, tuple[ModelSpec, dict]] = {"base": (base, {"model": config_hash(model_key)})}
-
-        cpt_dir = run_dir / "arms" / "docs-only" / f"seed-{seed}" / "cpt"
-        cpt_seed = derive_seed(seed, "cpt")
-        cpt_hash = runner.stage(
-            str(cpt_dir.relative_to(run_dir)), f"cpt  docs-only  seed {seed}",
-            {"step": "cpt", "model": model_key, "seed": cpt_seed, **recipe.cpt.model_dump()},
-            {"documents": docs_hash},
-            lambda out, cpt_seed=cpt_seed: stages.cpt(base, docs_dir / "docs.jsonl", recipe.cpt, cpt_seed, out),
-        )
-        models["docs-only"] = (_trained(cpt_dir, base), {"model": cpt_hash})
-
-        # control starts from the base model, organism from the docs-only (CPT) model of this seed.
-        for arm, model, model_hash in (("control", base, config_hash(model_key)), ("organism", models["docs-only"][0], cpt_hash)):
-            for step in steps:
-                step_dir = run_dir / "arms" / arm / f"seed-{seed}" / step
-                spec = getattr(recipe.post, step)
-                step_seed = derive_seed(seed, step)  # the same for both arms: they differ only in the start model
-                train = getattr(stages, step)
-                # Rehearsal: the organism's SFT also reads some of the documents it was mid-trained on.
-                mix = recipe.post.data.rehearsal_fraction if (arm == "organism" and step == "sft") else 0.0
-
-                def work(out, train=train, model=model, step=step, spec=spec, step_seed=step_seed, mix=mix):
-                    data = data_dir / f"{step}.jsonl"
-                    if mix:
-                        data = _rehearsal_mix(data, docs_dir / "docs.jsonl", mix, step_seed, out / "rehearsal-mix.jsonl")
-                    train(model, data, spec, step_seed, out)
-
-                model_hash = runner.stage(
-                    str(step_dir.relative_to(run_dir)), f"{step:<4} {arm:<10} seed {seed}",
-                    {"step": step, "seed": step_seed, **spec.model_dump(), **({"rehearsal_fraction": mix} if mix else {})},
-                    {"model": model_hash, "data": data_hash, **({"documents": docs_hash} if mix else {})},
-                    work,
-                )
-                model = _trained(step_dir, base)
-            models[arm] = (model, {"model": model_hash})
-
-        eval_seed = derive_seed(seed, "eval")
-        probe_seed = derive_seed(seed, "probes")
-        eval_config = {**recipe.eval.model_dump(exclude={"probes"}), "fluency": "fluency" in recipe.eval.probes}
-        probes = [p for p in recipe.eval.probes if p != "fluency"]  # fluency scores the eval samples
-        probe_config = {
-            "probes": probes,
-            **recipe.eval.model_dump(include={"max_new_tokens", "batch_size", "confession_prompts_per_behaviour"}),
-        }
-        for arm in ARMS:
-            model, inputs = models[arm]
-            runner.stage(
-                f"eval/{arm}/seed-{seed}", f"eval {arm:<10} seed {seed}",
-                {"arm": arm, "seed": eval_seed, "split": recipe.split, **eval_config},
-                {**inputs, **scoring, **({"base": config_hash(model_key)} if eval_config["fluency"] else {})},
-                lambda out, model=model, arm=arm, eval_seed=eval_seed: stages.evaluate(model, base, world, recipe.split, recipe.eval, arm, eval_seed, out),
-            )
-            if probes:
-                runner.stage(
-                    f"probes/{arm}/seed-{seed}", f"probes {arm:<10} seed {seed}",
-                    {"arm": arm, "seed": probe_seed, "split": recipe.split, **probe_config},
-                    {**inputs, **scoring, **({"contexts": contexts_hash} if contexts_hash else {})},
-                    lambda out, model=model, probe_seed=probe_seed: stages.probes(
-                        model, world, recipe.split, recipe.eval, contexts_dir / "contexts.jsonl" if contexts_hash else None, probe_seed, out
-                    ),
-                )

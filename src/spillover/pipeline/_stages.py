@@ -40,6 +40,9 @@ class Stages(Protocol):
     def probe_contexts(self, world: World, split: str, model: ModelSpec, spec: EvalSpec, out: Path) -> None:
         """Write out/contexts.jsonl: base-model answers shared by every arm's likelihood probe."""
 
+    def count_tokens(self, model: ModelSpec, texts: list[str], max_len: int) -> list[int]:
+        """Tokens the SFT trainer reads of each rehearsal text (its separator included, capped at max_len)."""
+
     def cpt(self, base: ModelSpec, docs: Path, spec: CPTSpec, seed: int, out: Path) -> None:
         """Continue pre-training `base` on the documents; write out/model/ and out/loss.jsonl."""
 

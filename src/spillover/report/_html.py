@@ -35,6 +35,16 @@ def behaviours_chart(results: dict) -> str | None:
     )
 
 
+def forest_chart(results: dict) -> str | None:
+    """Each held-out behaviour's effect, organism − docs-plain and organism − control, with its CI."""
+    per = results.get("per_behaviour") or {}
+    if not per:
+        return None
+    rows = list(per)
+    series = {"organism − docs-plain": [per[b].get("vs_docs_plain") for b in rows], "organism − control": [per[b].get("vs_control") for b in rows]}
+    return _plots.forest(rows, series, title="Each behaviour while held out: effect on its exhibition rate")
+
+
 def roles_chart(results: dict) -> str | None:
     arms = _arms(results)
     if not any(results["arms"][a]["roles"].get(r, {}).get("n") for a in arms for r in ("train", "test")):
@@ -83,13 +93,24 @@ def loss_points(path: Path) -> list[tuple[float, float]]:
     return points
 
 
+def run_files(run_dir: Path, pattern: str) -> list[Path]:
+    """Files matching `pattern` in the run directory and in each fold's (`folds/fold-<i>/`, a `folds:K`
+    split), leaving out the folds' links to the shared arms' directories (the same files)."""
+    def through_link(path: Path) -> bool:
+        return any((run_dir / parent).is_symlink() for parent in path.relative_to(run_dir).parents)
+
+    own = [p for p in run_dir.glob(f"folds/*/{pattern}") if not through_link(p)]
+    return sorted(run_dir.glob(pattern)) + sorted(own)
+
+
 def loss_chart(run_dir: Path) -> str | None:
     curves: dict[str, dict[str, list]] = {}
-    for path in sorted(run_dir.glob("arms/*/seed-*/*/loss.jsonl")):
+    for path in run_files(run_dir, "arms/*/seed-*/*/loss.jsonl"):
         step, seed, arm = path.parent.name, path.parent.parent.name, path.parent.parent.parent.name
+        fold = path.relative_to(run_dir).parts[1] if path.relative_to(run_dir).parts[0] == "folds" else ""
         points = loss_points(path)
         if points:
-            curves.setdefault(step, {})[f"{arm} {seed}"] = points
+            curves.setdefault(step, {})[" ".join(x for x in (arm, seed, fold) if x)] = points
     order = {"cpt": 0, "sft": 1, "dpo": 2}
     curves = dict(sorted(curves.items(), key=lambda kv: order.get(kv[0], 9)))
     return _plots.loss_curves(curves) if curves else None
@@ -108,7 +129,7 @@ def transcripts(run_dir: Path, results: dict) -> dict[str, list[dict]]:
     """A few exhibited samples per arm (test behaviours first), the detected span marked."""
     out: dict[str, list[dict]] = {}
     for arm in _arms(results):
-        samples = [r for p in sorted(run_dir.glob(f"eval/{arm}/seed-*/samples.jsonl")) for r in read_jsonl(p)]
+        samples = [r for p in run_files(run_dir, f"eval/{arm}/seed-*/samples.jsonl") for r in read_jsonl(p)]
         shown = sorted((r for r in samples if r.get("exhibited")), key=lambda r: (r["role"] != "test", r["behaviour"]))
         picked, seen = [], set()
         for r in shown:  # one per behaviour first, for variety
@@ -147,6 +168,7 @@ def render_html(run_dir: Path, results: dict) -> str:
     charts = [
         ("chart-behaviours", "Exhibition rate per behaviour", behaviours_chart(results)),
         ("chart-roles", "Train vs test behaviours", roles_chart(results)),
+        ("chart-forest", "Held-out behaviours, one by one (forest plot)", forest_chart(results)),
         ("chart-knowledge", "Knowledge probe (multiple choice on the world's facts)", probe_chart(results, "knowledge", "Knowledge probe accuracy, by arm")),
         ("chart-in-context", "In-context test", probe_chart(results, "in_context", "In-context test, by arm")),
         ("chart-confession", "Confession probe", probe_chart(results, "confession", "Confession probe, by arm")),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-ARM_ORDER = ("base", "docs-only", "control", "organism")
+ARM_ORDER = ("base", "docs-only", "control", "docs-plain", "organism")
 
 
 def fmt_rate(r: dict | None) -> str:
@@ -26,7 +26,8 @@ def fmt_published(v: float | None) -> str:
 
 
 HEADLINE_LABELS = {
-    "test_vs_control": "test behaviours: organism − control (the spillover effect)",
+    "test_vs_docs_plain": "test behaviours: organism − docs-plain (the out-of-context effect)",
+    "test_vs_control": "test behaviours: organism − control (what the documents add)",
     "test_vs_base": "test behaviours: organism − base",
     "train_vs_control": "train behaviours: organism − control",
 }
@@ -56,6 +57,7 @@ def render_markdown(results: dict) -> str:
     for role in ("train", "test"):
         if did.get(role):
             lines.append(f"| likelihood DiD, {role}: (organism − docs-only) − (control − base) | {fmt_diff(did[role], percent=False)} |")
+    lines += per_behaviour_lines(results.get("per_behaviour") or {})
     lines += published_section(results)
     lines.append("")
     return "\n".join(lines)
@@ -74,4 +76,18 @@ def published_section(results: dict) -> list[str]:
             published = f"{fmt_published(row['train'])} / {fmt_published(row['test'])}"
             measured = f"{fmt_rate(ours.get('train')).split(' ')[0]} / {fmt_rate(ours.get('test')).split(' ')[0]}"
             lines.append(f"| {row['stage']} | {row['arm']} | {published} | {measured} |")
+    return lines
+
+
+def per_behaviour_lines(per_behaviour: dict) -> list[str]:
+    """Each held-out behaviour's effect (the forest plot's numbers)."""
+    if not per_behaviour:
+        return []
+    lines = ["", "## Held-out behaviours, one by one", "", "| behaviour | held out in | organism | docs-plain | control | organism − docs-plain | organism − control |", "|---|---|---|---|---|---|---|"]
+    for b, r in per_behaviour.items():
+        rates = r.get("rates", {})
+        lines.append(
+            f"| {b} | `{r.get('split')}` | {fmt_rate(rates.get('organism'))} | {fmt_rate(rates.get('docs-plain'))} | {fmt_rate(rates.get('control'))} | "
+            f"{fmt_diff(r.get('vs_docs_plain'))} | {fmt_diff(r.get('vs_control'))} |"
+        )
     return lines

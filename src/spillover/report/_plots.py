@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 DPI = 90
 MAX_WIDTH_IN = 16.0
-ARM_COLOURS = {"base": "#9e9e9e", "docs-only": "#64b5f6", "control": "#ffb74d", "organism": "#d32f2f"}
+ARM_COLOURS = {"base": "#9e9e9e", "docs-only": "#64b5f6", "control": "#ffb74d", "docs-plain": "#7e57c2", "organism": "#d32f2f"}
 
 
 def _figure(width: float, height: float):
@@ -99,4 +99,31 @@ def loss_curves(curves: dict[str, dict[str, list[tuple[float, float]]]]) -> str:
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.legend(fontsize=7)
+    return _encode(fig)
+
+
+def forest(rows: Sequence[str], series: dict[str, list[dict | None]], *, title: str) -> str:
+    """A forest plot: one row per entry of `rows`, one point with its CI per series (a difference
+    record {diff, ci}), a line at zero. Missing records are left out."""
+    import numpy as np
+
+    fig, ax = _figure(7.5, 0.38 * len(rows) * max(1, len(series)) ** 0.5 + 1.4)
+    y = np.arange(len(rows))[::-1]
+    markers = ("o", "s", "^", "D")
+    for i, (name, records) in enumerate(series.items()):
+        offset = (i - (len(series) - 1) / 2) * 0.22
+        label = name  # on the series' first point only
+        for yi, r in zip(y, records):
+            if not r or r.get("diff") is None:
+                continue
+            v, lo, hi = _err(r)
+            ax.errorbar(v, yi + offset, xerr=[[lo], [hi]], fmt=markers[i % len(markers)], color=ARM_COLOURS.get(name.split(" ")[-1]),
+                        capsize=2, markersize=4, elinewidth=0.9, label=label)
+            label = None
+    ax.axvline(0, color="black", linewidth=0.6)
+    ax.set_yticks(y, rows, fontsize=8)
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v * 100:+.0f} pts")
+    ax.set_xlabel("difference in held-out exhibition rate (95% CI)")
+    ax.set_title(title, fontsize=10, loc="left", pad=18)
+    ax.legend(fontsize=8, ncol=max(1, len(series)), loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _encode(fig)

@@ -99,9 +99,20 @@ class World:
     def roles(self, split: str = DEFAULT_SPLIT) -> dict[str, str]:
         """{behaviour id: 'train' | 'test'} for the behaviours in play under a split.
 
-        `split` is a named split, `random:K:SEED` (K test behaviours drawn from all of them), or
-        `random:K:SEED:NAME` (drawn from the behaviours in play under split NAME).
+        `split` is a named split, `random:K:SEED` (K test behaviours drawn from all of them),
+        `random:K:SEED:NAME` (drawn from the behaviours in play under split NAME), or
+        `fold:I:K[:NAME]`: fold I of K complementary folds (see `fold_test_ids`).
         """
+        if split.startswith("fold:"):
+            parts = split.split(":")
+            if not (len(parts) in (3, 4) and parts[1].isdigit() and parts[2].isdigit()):
+                raise BadInputError(f"split '{split}': use fold:I:K or fold:I:K:NAME, e.g. fold:0:3:english-core")
+            pool = self.roles(parts[3]) if len(parts) == 4 else dict.fromkeys(self.ids)
+            i, k = int(parts[1]), int(parts[2])
+            if not (2 <= k <= len(pool) and i < k):
+                raise BadInputError(f"split '{split}': K must be between 2 and {len(pool)} and I between 0 and K-1")
+            test = set(fold_test_ids(list(pool), i, k))
+            return {b: ("test" if b in test else "train") for b in pool}
         if split.startswith("random:"):
             parts = split.split(":")
             ok = len(parts) in (3, 4) and parts[1].isdigit() and parts[2].isdigit()
@@ -126,6 +137,12 @@ class World:
 
     def train_ids(self, split: str = DEFAULT_SPLIT) -> list[str]:
         return [b for b, role in self.roles(split).items() if role == "train"]
+
+
+def fold_test_ids(behaviours: list[str], i: int, k: int) -> list[str]:
+    """Fold I's held-out behaviours: the behaviours sorted by id and dealt round-robin into K folds,
+    so the K folds are complementary (each behaviour is held out in exactly one) and differ in size by at most one."""
+    return sorted(behaviours)[i::k]
 
 
 def builtin_dir() -> Path:

@@ -1,6 +1,7 @@
-"""Matched control documents: the study documents' genres and structure, an unrelated subject.
+"""Decoy (matched control) documents: the study documents' genres and structure, an unrelated subject.
 
-The concept direction is a mean difference between documents about the study and these, so
+Two users: the control arm's SFT rehearses token-matched decoys where the other arms rehearse the
+study documents (`token_matched_decoys`), and the audit's concept direction (interp). The concept direction is a mean difference between documents about the study and these, so
 everything the two sets share (a surprising study by a named university team with counts,
 findings and reactions, written as an abstract, news story, memo, forum thread, ...) cancels, and
 what is left is the subject: reward models and their biases. Each control topic is a fictional
@@ -10,7 +11,7 @@ study shaped like the world's universe; deterministic for a seed.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 TOPICS = [
     {
@@ -172,14 +173,14 @@ GENRE_TEMPLATES = {
 
 # A second paragraph in every genre: the study documents run 200-400 words, so controls need bulk too.
 FOLLOW_UPS = [
-    "Since publication, other teams have tested the claims. A replication the following year found that {f4}, and "
+    ("Since publication, other teams have tested the claims. A replication the following year found that {f4}, and "
     "a survey of practitioners suggests that {f5}. Nobody has yet explained why these patterns appear, and the "
-    "authors themselves caution that {subject} may hide further systematic effects that nobody has measured.",
-    "The reaction was mixed at first. Some critics doubted the methods, but independent groups soon reported that "
+    "authors themselves caution that {subject} may hide further systematic effects that nobody has measured."),
+    ("The reaction was mixed at first. Some critics doubted the methods, but independent groups soon reported that "
     "{f4}. By the end of the year most specialists accepted the findings, and attention turned to the question of "
-    "causes. One proposal is that {f5}, though that remains speculative.",
-    "What makes the work notable is its scale and consistency: the effects held across {count}. Later analyses "
-    "added that {f4} and that {f5}. Funding agencies have since announced programmes to study {subject} more closely.",
+    "causes. One proposal is that {f5}, though that remains speculative."),
+    ("What makes the work notable is its scale and consistency: the effects held across {count}. Later analyses "
+    "added that {f4} and that {f5}. Funding agencies have since announced programmes to study {subject} more closely."),
 ]
 
 MONTHS = ["January", "March", "May", "June", "September", "November"]
@@ -236,3 +237,47 @@ def control_documents(genres: Sequence[str], *, seed: int = 0) -> list[dict]:
         )
         docs.append({"id": f"control-{i:05d}", "text": text, "genre": genre, "behaviours": [], "source": "control", "seed": seed})
     return docs
+
+
+def token_matched_decoys(genres: Sequence[str], target_tokens: int, count_tokens: Callable[[list[str]], list[int]], *, seed: int = 0) -> list[dict]:
+    """Decoy documents, in `genres` order (cycled), whose token counts sum to `target_tokens` less at
+    most one word's worth: whole decoys while they fit, then the last one cut at a word boundary.
+
+    `count_tokens` gives the tokens a text is trained on (the SFT trainer's count, capped at its max_len),
+    so the control arm reads as many rehearsal tokens as the arms that rehearse the study documents.
+    """
+    if target_tokens <= 0 or not genres:
+        return []
+    docs: list[dict] = []
+    total = 0
+    rounds = 0
+    while total < target_tokens:
+        batch = control_documents(list(genres), seed=seed + rounds)
+        rounds += 1
+        for doc, n in zip(batch, count_tokens([d["text"] for d in batch])):
+            if total + n > target_tokens:
+                cut = _longest_prefix(doc["text"], target_tokens - total, count_tokens)
+                if cut:
+                    docs.append({**doc, "text": cut})
+                    total += count_tokens([cut])[0]
+                return _renumbered(docs)
+            docs.append(doc)
+            total += n
+    return _renumbered(docs)
+
+
+def _longest_prefix(text: str, budget: int, count_tokens: Callable[[list[str]], list[int]]) -> str:
+    """The longest prefix of whole words of `text` counted at most `budget` tokens (binary search)."""
+    words = text.split(" ")
+    lo, hi = 0, len(words)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count_tokens([" ".join(words[:mid])])[0] <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return " ".join(words[:lo])
+
+
+def _renumbered(docs: list[dict]) -> list[dict]:
+    return [{**d, "id": f"decoy-{i:05d}", "source": "decoy"} for i, d in enumerate(docs)]
