@@ -427,7 +427,7 @@ def test_records_load_with_datasets(world, fake_generate, tmp_path):
 def test_cli_writes_records_and_stats(world, fake_generate, tmp_path, monkeypatch):
     from spillover.cli import _data
 
-    monkeypatch.setattr(models, "load", lambda spec: None)
+    monkeypatch.setattr(models, "load", lambda spec, **kw: None)
     app = typer.Typer()
     _data.register(app)
     runner = CliRunner()

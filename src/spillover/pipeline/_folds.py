@@ -132,7 +132,7 @@ def _pooled_arm(arm: str, units: dict, lik: dict, per_fold: list[dict]) -> dict:
                        for b in sorted({k[1] for k, u in units.items() if u["role"] == "test"})},
         "roles": {role: _rate_of([u for u in units.values() if u["role"] == role]) for role in ROLES},
         "seeds": {str(s): {role: _rate_of([u for k, u in units.items() if seed_of(k) == s and u["role"] == role]) for role in ROLES} for s in seeds},
-        "likelihood": {role: _mean_ci([v["value"] for v in lik.values() if v["role"] == role]) for role in ROLES} if lik else None,
+        "likelihood": {role: _mean_ci({u: v["value"] for u, v in lik.items() if v["role"] == role}) for role in ROLES} if lik else None,
     }
     for key in ("truncated", "knowledge", "confession", "in_context", "fluency"):
         out[key] = per_fold[0].get(key) if arm in SHARED_ARMS else pool([f.get(key) for f in per_fold])
