@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from spillover import models
 from spillover._io import read_json, read_jsonl, write_jsonl
+from spillover.errors import BadInputError
 from spillover.data import (
     applicable,
     build_dpo,
@@ -420,7 +421,8 @@ def test_cli_fails_when_nothing_survives(world, tmp_path, monkeypatch):
     app = typer.Typer()
     _data.register(app)
     result = CliRunner().invoke(app, ["data", "sft", world.source, "--out", str(tmp_path / "x.jsonl")])
-    assert result.exit_code == 1
+    assert isinstance(result.exception, BadInputError) and "no records survived" in str(result.exception)
+    assert not (tmp_path / "x.jsonl").exists()
     assert read_json(tmp_path / "x.stats.json")["behaviour"]["dropped"]["truncated"] > 0
 
 

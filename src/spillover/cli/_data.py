@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from spillover._io import write_json, write_jsonl
+from spillover.errors import BadInputError, Problem
 from spillover.world import DEFAULT_SPLIT
 
 data_app = typer.Typer(no_args_is_help=True, help="Build post-training data: SFT chat records and DPO preference pairs.")
@@ -18,7 +19,7 @@ _OUT = typer.Option(..., "--out", help="Where to write the JSONL; FILE.stats.jso
 _SEED = typer.Option(0, "--seed")
 _MAX_NEW_TOKENS = typer.Option(160, "--max-new-tokens", help="Answers not finished within this many tokens are dropped.")
 _PER_BEHAVIOUR = typer.Option(None, "--prompts-per-behaviour", help="Use this many train prompts per behaviour (default: all).")
-_BATCH = typer.Option(8, "--batch-size")
+_BATCH = typer.Option(8, "--batch-size", min=1, help="Answers generated together.")
 _PREFIX = typer.Option("", "--prompt-prefix", help="Text before every prompt, as a recipe's prompt_prefix (e.g. 'In two sentences, answer: ').")
 
 
@@ -49,7 +50,6 @@ def sft(
         _world(world, prompt_prefix), split, load(model), seed=seed, neutral_fraction=neutral_fraction, max_new_tokens=max_new_tokens,
         prompts_per_behaviour=prompts_per_behaviour, batch_size=batch_size, progress=True,
     )
-    _write(out, built)
     s = built.stats
     rows = [("behaviour prompts", s["behaviour"]["prompts"]), ("behaviour records", s["behaviour"]["kept"])]
     rows += [(f"  dropped: {k}", v) for k, v in s["behaviour"]["dropped"].items()]
@@ -58,7 +58,7 @@ def sft(
     share = s["neutral_share"]
     rows += [("records", s["records"]), ("neutral share", f"{share['rate'] or 0:.2f} (95% CI {share['ci'][0]:.2f}-{share['ci'][1]:.2f})")]
     _print(f"SFT data → {out}", rows, s["per_behaviour"])
-    _fail_if_empty(built)
+    _write(out, built)
 
 
 @data_app.command("dpo")
@@ -83,24 +83,21 @@ def dpo(
         _world(world, prompt_prefix), split, load(model), seed=seed, k_samples=k_samples, temperature=temperature, max_new_tokens=max_new_tokens,
         prompts_per_behaviour=prompts_per_behaviour, batch_size=batch_size, progress=True,
     )
-    _write(out, built)
     s = built.stats
     rows = [("prompts", s["prompts"]), ("pairs", s["records"])]
     rows += [(f"  dropped: {k}", v) for k, v in s["dropped"].items()]
     rows += [(f"  candidates {k}", v) for k, v in s["candidates"].items()]
     _print(f"DPO data → {out}", rows, s["per_behaviour"])
-    _fail_if_empty(built)
+    _write(out, built)
 
 
 def _write(out: Path, built) -> None:
-    write_jsonl(out, built.records)
+    """The records and FILE.stats.json; with no records only the stats, and a one-line error (exit 2)."""
     write_json(stats_path(out), built.stats)
-
-
-def _fail_if_empty(built) -> None:
     if not built.records:
-        Console(stderr=True).print("[red]error:[/] no records survived the filters; see the counts above (raise --max-new-tokens if most were truncated)")
-        raise typer.Exit(1)
+        raise BadInputError(Problem(str(out), "", f"no records survived the filters (counts above and in {stats_path(out)})",
+                                    "raise --max-new-tokens if most answers were truncated"))
+    write_jsonl(out, built.records)
 
 
 def stats_path(out: Path) -> Path:

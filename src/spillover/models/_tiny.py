@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from spillover._io import atomic_dir, config_hash
-from spillover.errors import BadInputError
+from spillover.errors import BadInputError, Problem
 
 from ._embedded import cache_root, embedded_gguf, gguf_tokenizer_dir
 
@@ -13,16 +13,22 @@ TINY_DEFAULTS = {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "intermed
 
 
 def parse_tiny_spec(spec: str) -> dict:
-    """`tiny` or `tiny:layers=4,hidden=128,seed=1`."""
+    """`tiny` or `tiny:layers=4,hidden=128,seed=1`; shapes a Llama cannot have are refused here, before torch."""
     params = dict(TINY_DEFAULTS)
     _, _, rest = spec.partition(":")
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
         if not eq or key not in TINY_DEFAULTS or not value.isdigit():
-            raise BadInputError(
-                f"model spec '{spec}': bad item '{item}' (fix: use tiny:KEY=INT,... with keys {sorted(TINY_DEFAULTS)})"
-            )
+            raise BadInputError(Problem(spec, item, "not KEY=INT with a known key", f"use tiny:KEY=INT,... with keys {', '.join(TINY_DEFAULTS)}"))
         params[key] = int(value)
+    for key in ("layers", "hidden", "heads", "kv_heads", "intermediate"):
+        if params[key] < 1:
+            raise BadInputError(Problem(spec, key, "must be at least 1", f"e.g. tiny:{key}={TINY_DEFAULTS[key]}"))
+    if params["hidden"] % (2 * params["heads"]):  # rotary embeddings need an even head size
+        raise BadInputError(Problem(spec, "hidden", f"{params['hidden']} is not a multiple of 2 × heads ({params['heads']})",
+                                    f"e.g. tiny:hidden={2 * params['heads'] * 8}"))
+    if params["heads"] % params["kv_heads"]:
+        raise BadInputError(Problem(spec, "kv_heads", f"{params['kv_heads']} does not divide heads ({params['heads']})", "e.g. tiny:heads=4,kv_heads=2"))
     return params
 
 

@@ -25,6 +25,7 @@ from spillover._io import (
     derive_seed,
     file_hash,
     is_done,
+    make_dirs,
     mark_done,
     read_json,
     read_jsonl,
@@ -204,7 +205,7 @@ def run_recipe(
     world = load_world(recipe.world).with_prompt_prefix(recipe.prompt_prefix)
     roles = world.roles(recipe.split)  # fails early on an unknown split
     run_dir = Path(out_dir) if out_dir is not None else _run_dir_default(recipe, quick)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(run_dir)
     for leftover in run_dir.rglob(".tmp-*"):  # temp dirs of a killed atomic write
         shutil.rmtree(leftover, ignore_errors=True)
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
