@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from spillover import models
 from spillover._io import read_json, read_jsonl, write_jsonl
-from spillover.errors import BadInputError
 from spillover.data import (
     applicable,
     build_dpo,
@@ -24,6 +23,7 @@ from spillover.data import (
     neutral_prompts,
     simulated_reward,
 )
+from spillover.errors import BadInputError
 from spillover.models import Generation
 from spillover.world import World, WorldSpec, load_world, normalise
 
