@@ -20,14 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from spillover._io import (
-    atomic_write_text,
-    read_json,
-    read_jsonl,
-    read_yaml_mapping,
-    write_json,
-    write_jsonl,
-)
+from spillover._io import atomic_write_text, read_json, read_jsonl, read_yaml_mapping, write_json, write_jsonl
 from spillover.errors import BadInputError, Problem
 
 from ._recipe import Recipe, _deep_merge, load_recipe
