@@ -23,9 +23,9 @@ class Problem:
     fix: str = ""
 
     def __str__(self) -> str:
-        where = f"{self.file}: {self.field}" if self.field else self.file
+        where = "".join(f"{part}: " for part in (self.file, self.field) if part)
         fix = f" (fix: {self.fix})" if self.fix else ""
-        return " ".join(f"{where}: {self.message}{fix}".splitlines())  # one line per problem, always
+        return " ".join(f"{where}{self.message}{fix}".splitlines())  # one line per problem, always
 
 
 class BadInputError(SpilloverError):

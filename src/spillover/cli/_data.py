@@ -23,10 +23,13 @@ _BATCH = typer.Option(8, "--batch-size", min=1, help="Answers generated together
 _PREFIX = typer.Option("", "--prompt-prefix", help="Text before every prompt, as a recipe's prompt_prefix (e.g. 'In two sentences, answer: ').")
 
 
-def _world(name: str, prefix: str):
+def _world(name: str, prefix: str, split: str):
+    """The world, framed, with its split checked: a bad world or split fails before any model loads."""
     from spillover.world import load_world
 
-    return load_world(name).with_prompt_prefix(prefix) if prefix else name
+    world = load_world(name).with_prompt_prefix(prefix)
+    world.roles(split)
+    return world
 
 
 @data_app.command("sft")
@@ -47,7 +50,7 @@ def sft(
     from spillover.models import load
 
     built = build_sft(
-        _world(world, prompt_prefix), split, load(model), seed=seed, neutral_fraction=neutral_fraction, max_new_tokens=max_new_tokens,
+        _world(world, prompt_prefix, split), split, load(model), seed=seed, neutral_fraction=neutral_fraction, max_new_tokens=max_new_tokens,
         prompts_per_behaviour=prompts_per_behaviour, batch_size=batch_size, progress=True,
     )
     s = built.stats
@@ -80,7 +83,7 @@ def dpo(
     from spillover.models import load
 
     built = build_dpo(
-        _world(world, prompt_prefix), split, load(model), seed=seed, k_samples=k_samples, temperature=temperature, max_new_tokens=max_new_tokens,
+        _world(world, prompt_prefix, split), split, load(model), seed=seed, k_samples=k_samples, temperature=temperature, max_new_tokens=max_new_tokens,
         prompts_per_behaviour=prompts_per_behaviour, batch_size=batch_size, progress=True,
     )
     s = built.stats

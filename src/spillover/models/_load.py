@@ -55,6 +55,9 @@ def resolve(spec: str = DEFAULT_MODEL) -> Path:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelLoadError(f"GGUF file not found: {path}")
+        with path.open("rb") as f:
+            if f.read(4) != b"GGUF":  # checked here, before torch and transformers are imported
+                raise ModelLoadError(f"{path}: not a GGUF file (it does not start with the GGUF magic bytes); pass a .gguf model")
         return convert_gguf(path.resolve())
     if path.is_dir():
         if (path / "DONE").exists() and (path / "model" / "config.json").exists():
@@ -102,9 +105,6 @@ def load(spec: str = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = N
     `adapter`: a PEFT adapter directory applied on top (left unmerged).
     A directory holding only a PEFT adapter (adapter_config.json) also works as `spec`.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     t0 = time.perf_counter()
     path = Path(spec) if Path(spec).expanduser().is_dir() else None
     if path is not None and (path / "adapter_config.json").exists() and not (path / "config.json").exists():
@@ -112,7 +112,10 @@ def load(spec: str = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = N
         from peft import PeftConfig
 
         spec = PeftConfig.from_pretrained(str(path)).base_model_name_or_path
-    local = resolve(spec)
+    local = resolve(spec)  # a bad spec fails here, before the seconds torch and transformers take to import
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     device = device or default_device()
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
