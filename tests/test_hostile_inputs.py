@@ -102,7 +102,7 @@ OPTIONS = [
     case("model-tiny-hidden-7", "model", "info", "tiny:hidden=7", expect="tiny:hidden=7: hidden: 7 is not a multiple of 2 × heads (4)"),
     case("model-tiny-unknown-key", "model", "info", "tiny:colour=1", expect="tiny:colour=1: colour=1: not KEY=INT"),
     case("model-tiny-zero-layers", "model", "info", "tiny:layers=0", expect="tiny:layers=0: layers: must be at least 1"),
-    case("model-tiny-kv-heads", "train", "cpt", "--model", "tiny:kv_heads=3", "--data", "docs.jsonl", "--out", "o", expect="kv_heads: 3 does not divide heads"),
+    case("model-tiny-kv-heads", "model", "info", "tiny:kv_heads=3", expect="kv_heads: 3 does not divide heads"),
     case("model-path-missing", "model", "info", "./no-such-model", expect="model path not found"),
     case("model-gguf-garbage", "model", "info", "garbage.gguf", expect="garbage.gguf: not a GGUF file"),
     case("model-unknown-embedded", "model", "info", "embedded:gpt-9", expect="unknown embedded model"),

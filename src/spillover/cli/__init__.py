@@ -32,7 +32,7 @@ class _Group(TyperGroup):
                 typer.echo(f"error: {line}", err=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
-            typer.echo("error: interrupted (Ctrl-C); finished stages and checkpoints are kept, rerun to resume", err=True)
+            typer.echo("error: interrupted (Ctrl-C); finished files are kept, and `run` and `train` resume where they stopped when rerun", err=True)
             raise typer.Exit(INTERRUPTED) from None
 
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
-from rich.markdown import Markdown
 
 from ._run import parse_seeds
 
@@ -15,6 +14,8 @@ def sweep(
     seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds for every cell, e.g. 0,1,2 (applied after --quick)."),
 ) -> None:
     """Run a recipe over a grid of settings; one table row per setting (cached cells are not rerun)."""
+    from rich.markdown import Markdown  # here, not at the top: it costs every other command's startup
+
     from spillover.pipeline import run_sweep
 
     sweep_dir = run_sweep(recipe, grid, out_dir=out, quick=quick, seeds=parse_seeds(seeds))
