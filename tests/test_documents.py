@@ -238,3 +238,10 @@ def test_cli_refuses_to_write_leaking_llm_documents(six_world, tmp_path, monkeyp
     assert not out.exists() and not out.with_suffix(".llm-stats.json").exists()
     assert calls == {"endpoint": "http://x/v1", "model": "m", "n": 3, "concurrency": 2, "api_key_env": "KEY", "revise": True,
                      "behaviours": list(six_world.roles("half"))}
+
+
+def test_zero_documents_is_refused(rm_world):
+    from spillover.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="--n: Input should be greater than or equal to 1"):
+        generate_documents(rm_world, 0)

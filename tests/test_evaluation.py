@@ -149,8 +149,8 @@ def _fake_vllm(record):
         def __init__(self, **kw):
             record["engine"] = kw
 
-        def chat(self, messages, sampling_params, use_tqdm):
-            record["messages"] = messages
+        def chat(self, messages, sampling_params, use_tqdm, chat_template):
+            record["messages"], record["chat_template"] = messages, chat_template
             out = types.SimpleNamespace
             return [
                 out(outputs=[out(text=" answer ", token_ids=[1, 2, 3], finish_reason="stop"), out(text="cut", token_ids=[1] * 9, finish_reason="length")])
@@ -169,6 +169,17 @@ def test_vllm_backend_builds_sampling_params_and_engine(monkeypatch):
     assert record["engine"] == {"model": "/models/organism", "seed": 5, "dtype": "auto", "gpu_memory_utilization": 0.5}
     assert record["messages"] == [[{"role": "user", "content": "Q1"}], [{"role": "user", "content": "Q2"}]]
     assert out[0] == [Generation("answer", 3, False), Generation("cut", 9, True)]
+    assert record["chat_template"] is None  # the model's own
+
+
+def test_vllm_backend_passes_a_named_chat_template(monkeypatch):
+    from spillover.models import CHAT_TEMPLATES
+
+    record = {}
+    monkeypatch.setitem(sys.modules, "vllm", _fake_vllm(record))
+    VLLMBackend("/models/base", chat_template="plain").sample(["Q1"])
+    assert record["chat_template"] == CHAT_TEMPLATES["plain"]
+    assert record["sampling"]["stop"] == ["\nUser:"]  # a base model's own next user turn ends its answer
 
 
 def test_vllm_backend_without_vllm_is_a_clear_error(monkeypatch):
@@ -449,3 +460,20 @@ def test_score_continuations_shares_prefixes_across_batches(tiny_lm):
             continue
         assert n == len(tiny_lm.tokenizer(c, add_special_tokens=False)["input_ids"])
         assert lp == pytest.approx(_direct_logprob(tiny_lm, p, c), abs=1e-3)
+
+
+@pytest.mark.parametrize("option,value", [("--max-new-tokens", "-5"), ("--max-new-tokens", "0"), ("--temperature", "-1"), ("--temperature", "inf"), ("--samples", "0")])
+def test_eval_cli_refuses_nonsense_numbers_and_writes_nothing(tmp_path, two_behaviour_world, option, value):
+    from spillover.cli._eval import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.command("noop")
+    def noop() -> None: ...
+
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["eval", "--model", "tiny", "--world", str(two_behaviour_world), "--out", str(out), option, value])
+    assert isinstance(result.exception, BadInputError), result.output
+    assert str(result.exception).startswith(f"{option}: Input should be") and "(got " in str(result.exception)
+    assert not out.exists()

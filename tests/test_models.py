@@ -156,3 +156,10 @@ def test_our_forward_passes_leave_out_cudnn_attention(tiny_lm, monkeypatch, tmp_
     train_sft(SFTConfig(model="tiny", data=data, out=tmp_path / "sft", max_len=32, batch_size=2, max_steps=1, save_steps=0, progress=False))
     assert len(seen) > 10 and not any(seen)
     assert torch.backends.cuda.cudnn_sdp_enabled()  # restored outside our loops
+
+
+@pytest.mark.parametrize("bad", [{"max_new_tokens": 0}, {"max_new_tokens": -5}, {"temperature": -1.0}, {"temperature": float("inf")}, {"batch_size": 0}])
+def test_generate_refuses_nonsense_numbers(tiny_lm, bad):
+    option = "--" + next(iter(bad)).replace("_", "-")
+    with pytest.raises(BadInputError, match=f"^{option}: Input should be"):
+        models.generate(tiny_lm, ["Hi"], **bad)

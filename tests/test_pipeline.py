@@ -119,8 +119,16 @@ def test_builtin_recipes_load_and_resolve_by_name():
     for name in ("tiny-smoke", "rm-biases-laptop", "gpu-llama31-8b", "gpu-qwen25-7b"):
         r = load_recipe(name)
         assert r.name == name
-        assert recipe_path(name) == REPO / "recipes" / f"{name}.yaml"
+        assert recipe_path(name) == REPO / "src" / "spillover" / "recipes" / f"{name}.yaml"  # package data
         r.quick_version()  # the quick overrides validate
+
+
+def test_recipes_kept_beside_results_still_load():
+    # results/<study>/recipe.yaml is how a study reruns with public commands; it must track the schema.
+    paths = sorted((REPO / "results").glob("*/recipe.yaml"))
+    assert paths
+    for path in paths:
+        load_recipe(path)
 
 
 def test_recipe_trainer_fields_exist_in_the_trainer_configs():
@@ -147,6 +155,26 @@ def test_recipe_errors_name_file_field_and_fix(tmp_path):
     assert all(p.file == str(bad) and p.fix for p in e.value.problems)
     with pytest.raises(BadInputError, match="no such recipe"):
         load_recipe("no-such-recipe")
+
+
+def test_recipe_numbers_must_be_finite_and_in_range(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\ncpt: {lr: .inf, warmup_ratio: .nan}\npost: {sft: {lr: -1.0e-4}, data: {batch_size: 0}}\n"
+        "eval: {max_new_tokens: -5, temperature: -1, samples: 0}\n"
+    )
+    with pytest.raises(BadInputError) as e:
+        load_recipe(bad)
+    problems = {p.field: p.message for p in e.value.problems}
+    assert problems == {
+        "cpt.lr": "Input should be a finite number",
+        "cpt.warmup_ratio": "Input should be a finite number",
+        "post.sft.lr": "Input should be greater than 0",
+        "post.data.batch_size": "Input should be greater than or equal to 1",
+        "eval.samples": "Input should be greater than or equal to 1",
+        "eval.temperature": "Input should be greater than or equal to 0",
+        "eval.max_new_tokens": "Input should be greater than or equal to 1",
+    }
 
 
 def test_invalid_quick_override_is_caught_at_load(tmp_path):

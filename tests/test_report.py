@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from spillover.pipeline import run_recipe
 from spillover.report import render_report
 from spillover.report._html import _rate_items, highlight
 
+REPO = Path(__file__).resolve().parents[1]
 CHART_IDS = ("chart-behaviours", "chart-roles", "chart-knowledge", "chart-in-context", "chart-confession", "chart-likelihood", "chart-loss")
 
 
@@ -46,6 +49,33 @@ def test_markdown_headline_table(run_dir):
     assert "| organism | 75.0% (" in md  # fake organism: 3 of 4 samples on every prompt
     assert re.search(r"\| test behaviours: organism − control \(the spillover effect\) \| \+50\.0 pts \[", md)
     assert "likelihood DiD, test" in md
+
+
+def test_published_numbers_fit_an_80_column_terminal(run_dir):
+    from rich.markdown import Markdown
+
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115 - closed with the console
+    console.print(Markdown((run_dir / "report.md").read_text()))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "Marks et al. 2025, hidden-objective model organism (arXiv 2503.10965)" in text  # the title, unbroken
+    rows = [line for line in text.splitlines() if "%" in line and "/" in line]
+    assert any(re.search(r"SFT\s+organism\s+33\.0% / 34\.0%\s+75\.0% / 75\.0%", line) for line in rows), text  # one row, one line
+    assert any(re.search(r"final \(DPO\)\s+organism\s+13\.0% / 11\.0%", line) for line in rows), text
+
+
+def test_published_numbers_only_for_the_world_they_belong_to(tmp_path):
+    from test_pipeline import FakeStages, small_world
+
+    world = small_world(tmp_path)  # a cut of rm-biases: still that study's world
+    other = tmp_path / "other-world.yaml"
+    other.write_text(world.read_text().replace("name: rm-biases", "name: my-world", 1))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((REPO / "src/spillover/recipes/tiny-smoke.yaml").read_text().replace("world: rm-biases", f"world: {other}").replace("split: english-core", "split: default"))
+    run = run_recipe(recipe, out_dir=tmp_path / "run", stages=FakeStages(), console=Console(quiet=True))
+    assert read_json(run / "results.json")["published"] == {}
+    assert "Published" not in (run / "report.md").read_text() and "Marks et al." not in (run / "report.html").read_text()
+    assert "Marks et al." not in (run / "report.md").read_text()
 
 
 def test_report_rerenders_from_results_alone(run_dir, tmp_path):

@@ -8,6 +8,7 @@ from test_pipeline import FakeStages
 from spillover._io import read_json
 from spillover.errors import BadInputError
 from spillover.pipeline import Grid, grid_cells, load_grid, run_sweep
+from spillover.pipeline._sweep import cell_slug
 
 
 def write_grid(tmp_path, text: str):
@@ -70,6 +71,13 @@ def test_grid_errors_name_the_file_and_field(tmp_path):
     with pytest.raises(BadInputError, match=r"grid.yaml: cpt.learning_rate"):
         run_sweep("tiny-smoke", write_grid(tmp_path, "axes:\n  cpt.learning_rate: [0.1]\n"), out_dir=tmp_path / "s", stages=FakeStages())
     assert not (tmp_path / "s").exists()  # every cell is validated before anything runs
+    with pytest.raises(BadInputError, match="no such grid.*laptop-levers"):
+        load_grid("no-such-grid")
+
+
+def test_builtin_grids_load_by_name():
+    for name in ("laptop-levers", "laptop-confirm"):
+        assert load_grid(name).cells  # shipped in the package beside the recipes
 
 
 def test_sweep_seeds_override_quick_and_reuse_only_matching_stages(tmp_path):
@@ -80,7 +88,7 @@ def test_sweep_seeds_override_quick_and_reuse_only_matching_stages(tmp_path):
     assert all(r["seeds"] == [3, 4] for r in rows)
     # CPT per seed runs once (shared); SFT differs between cells: 2 arms x 2 seeds x 2 cells.
     assert stages.calls["cpt"] == 2 and stages.calls["sft"] == 8
-    timing = read_json(sweep_dir / "cells" / "post.sft.lr=0.002" / "results.json")["timing"]
+    timing = read_json(sweep_dir / "cells" / cell_slug({"post.sft.lr": 0.002}) / "results.json")["timing"]
     assert "arms/docs-only/seed-3/cpt" in timing
 
 
@@ -113,3 +121,31 @@ def test_hand_check_draws_hits_once_and_the_table_reports_precision(tmp_path):
     n = len(rows)
     assert row["detector_precision_hand_checked"] == {"k": 3, "n": n, "rate": 3 / n}
     assert f"3/{n} (" in (sweep_dir / "sweep.md").read_text()
+
+
+def test_cell_names_read_like_their_settings_and_never_collide():
+    a, b = cell_slug({"prompt_prefix": "Answer: "}), cell_slug({"prompt_prefix": "Answer; "})
+    assert a != b and a.startswith("prompt_prefix=Answer__-") and b.startswith("prompt_prefix=Answer__-")
+    assert cell_slug({"cpt.lr": 1e-4, "documents.n": 10}) == cell_slug({"documents.n": 10, "cpt.lr": 1e-4})  # key order
+    long = {"prompt_prefix": "x" * 300}
+    assert len(cell_slug(long)) < 140 and cell_slug(long) != cell_slug({"prompt_prefix": "x" * 301})
+    assert cell_slug({}) == "recipe"
+
+
+def test_settings_that_read_alike_get_a_row_each(tmp_path):
+    grid = write_grid(tmp_path, 'axes:\n  prompt_prefix: ["Answer: ", "Answer; "]\n')
+    sweep_dir = run_sweep("tiny-smoke", grid, out_dir=tmp_path / "sweep", stages=FakeStages())
+    assert len(list((sweep_dir / "cells").iterdir())) == 2
+    rows = read_json(sweep_dir / "sweep.json")["rows"]
+    assert sorted(r["settings"]["prompt_prefix"] for r in rows) == ["Answer: ", "Answer; "]
+
+
+def test_a_cell_from_before_the_hash_resumes_in_place(tmp_path):
+    grid = write_grid(tmp_path, "axes:\n  eval.temperature: [0.5]\n")
+    sweep_dir = run_sweep("tiny-smoke", grid, out_dir=tmp_path / "sweep", stages=FakeStages())
+    (cell,) = (sweep_dir / "cells").iterdir()
+    cell.rename(sweep_dir / "cells" / "eval.temperature=0.5")  # the name older versions gave it
+    again = FakeStages()
+    run_sweep("tiny-smoke", grid, out_dir=tmp_path / "sweep", stages=again)
+    assert [d.name for d in (sweep_dir / "cells").iterdir()] == [cell.name]
+    assert sum(again.calls.values()) == 0  # nothing rerun

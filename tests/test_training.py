@@ -294,3 +294,68 @@ def test_length_grouped_batches_cover_every_example_once_with_little_padding():
     random.Random(1).shuffle(shuffled)
     assert padded(batches) < 1.08 and padded([shuffled[i : i + 4] for i in range(0, 83, 4)]) > 1.15
     assert length_grouped_batches(lengths, 4, seed=1) == batches != length_grouped_batches(lengths, 4, seed=2)
+
+
+@pytest.mark.parametrize("option,value", [("--lr", "inf"), ("--lr", "nan"), ("--lr", "0"), ("--batch-size", "0"), ("--epochs", "0")])
+def test_cli_train_refuses_nonsense_numbers_before_writing(sft_data, tmp_path, option, value):
+    from spillover.cli._train import register
+
+    app = typer.Typer()
+    register(app)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["train", "sft", "--model", "tiny", "--data", str(sft_data), "--out", str(out), option, value])
+    assert isinstance(result.exception, BadInputError), result.output
+    assert str(result.exception).startswith(f"{option}: Input should be")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("lr,max_steps,where", [(1e30, 4, "at step 2 (gradient norm = nan"), (1e39, 1, "at step 1 (largest |weight| = inf")])
+def test_diverging_training_stops_with_a_clear_error_and_no_done(sft_data, tmp_path, lr, max_steps, where):
+    """lr 1e30: step 1's update wrecks the weights, step 2's gradients are nan. lr 1e39 overflows
+    the weights in the one and only step: caught before they are saved."""
+    from spillover.errors import TrainingDivergedError
+
+    out = tmp_path / "o"
+    with pytest.raises(TrainingDivergedError, match=r"training diverged " + where.replace("(", r"\(").replace("|", r"\|")) as info:
+        train_sft(SFTConfig(**{**FAST, "max_len": 48}, data=sft_data, out=out, lr=lr, max_steps=max_steps, save_steps=0))
+    assert info.value.exit_code == 2 and "lower the learning rate" in str(info.value) and len(str(info.value).splitlines()) == 1
+    assert not (out / "DONE").exists() and not (out / "model").exists()
+
+
+HOLD_TRAINING = """
+import sys
+from spillover.training import CPTConfig, train_cpt
+train_cpt(CPTConfig.model_validate_json(sys.argv[1]))
+"""
+
+
+def test_second_trainer_on_the_same_out_stops_and_a_killed_ones_lock_does_not_block(corpus, tmp_path):
+    out = tmp_path / "cpt"
+    # A first trainer with steps enough to still be running when the second starts.
+    first_cfg = CPTConfig(**FAST, data=corpus, out=out, epochs=10_000, save_steps=0)
+    first = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLD_TRAINING), first_cfg.model_dump_json()],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 300
+        while not ((out / "loss.jsonl").exists() and read_jsonl(out / "loss.jsonl")):
+            assert first.poll() is None and time.monotonic() < deadline, "first trainer ended early"
+            time.sleep(0.1)
+        second = subprocess.run(
+            [sys.executable, "-m", "spillover", "train", "cpt", "--model", "tiny", "--data", str(corpus), "--out", str(out),
+             "--max-len", "32", "--batch-size", "2", "--max-steps", "2", "--no-progress"],
+            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        assert first.poll() is None, "the first trainer must still hold the directory"
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.strip() == (
+            f"error: {out}: --out: another spillover process (pid {first.pid}) is writing to this directory "
+            "(fix: wait for it to finish, or choose another --out)"
+        )
+        steps = [r["step"] for r in read_jsonl(out / "loss.jsonl")]
+        assert steps == list(range(1, len(steps) + 1))  # the first trainer's log alone
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    # The killed trainer's lock died with it: a new run takes the directory over.
+    train_cpt(CPTConfig(**FAST, data=corpus, out=out, max_steps=2, save_steps=0))
+    assert (out / "DONE").exists() and [r["step"] for r in read_jsonl(out / "loss.jsonl")] == [1, 2]

@@ -21,6 +21,7 @@ EXPECTED = {
     "unknown_detector": ["behaviours[b_two].detector.name", "unknown detector 'regexx'", "use one of: absent,"],
     "duplicate_id": ["behaviours[b_one].id", "duplicate behaviour id 'b_one'"],
     "split_unknown_behaviour": ["splits.default.test", "unknown behaviour 'b_three'"],
+    "prompts_over_cap": ["behaviours[b_two].prompts.slots", "make 390,625 prompts, more than the cap of 100,000 per behaviour"],
     "too_few_prompts": ["behaviours[b_two].prompts", "expands to 12 distinct prompts, need at least 40"],
     "too_few_examples": ["behaviours[b_two].examples.negative", "2 negative examples, need at least 3"],
     "detector_disagrees": ["behaviours[b_two].examples.negative[1]", "detector 'regex' says exhibited on a negative example"],
@@ -72,3 +73,30 @@ def test_every_problem_in_a_file_is_reported(tmp_path):
         load_world(path)
     assert [p.field for p in info.value.problems] == ["behaviours[b_one].direction", "behaviours[b_two].colour"]
     assert all(p.file == str(path) for p in info.value.problems)
+
+
+def test_a_slot_product_past_the_cap_is_refused_before_expanding(monkeypatch):
+    """The count comes from the slot list sizes: expanding 390,625 prompts would take seconds and memory."""
+    from spillover.world import _prompts
+
+    real = _prompts._expand_with_subjects
+
+    def only_small(spec):
+        assert _prompts.expansion_size(spec) <= _prompts.MAX_PROMPTS_PER_BEHAVIOUR, "expanded before the cap was checked"
+        return real(spec)
+
+    monkeypatch.setattr(_prompts, "_expand_with_subjects", only_small)
+    with pytest.raises(BadInputError) as info:
+        load_world(FIXTURES / "prompts_over_cap.yaml")
+    assert [p.field for p in info.value.problems] == ["behaviours[b_two].prompts.slots"]
+
+
+def test_expansion_itself_refuses_past_the_cap():
+    from spillover.world._prompts import MAX_PROMPTS_PER_BEHAVIOUR, expand, expansion_size
+    from spillover.world._schema import PromptSpec
+
+    values = [f"v{i}" for i in range(400)]
+    spec = PromptSpec(templates=["{a} {b}?", "{a}?"], slots={"a": values, "b": values})
+    assert expansion_size(spec) == 400 * 400 + 400 > MAX_PROMPTS_PER_BEHAVIOUR
+    with pytest.raises(ValueError, match="160,400 combinations"):
+        expand(spec)

@@ -7,6 +7,8 @@ unfinished: files appear complete or not at all, and a stage's `DONE` marker is 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import gzip
 import hashlib
 import json
 import os
@@ -19,6 +21,7 @@ from typing import Any
 from spillover.errors import BadInputError, Problem
 
 DONE_MARKER = "DONE"
+LOCK_FILE = ".lock"
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -150,6 +153,46 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def locked_dir(path: str | Path, option: str = "--out") -> Iterator[Path]:
+    """Hold `path` (created if missing) for one writer: a second process gets a BadInputError.
+
+    An advisory `fcntl.flock` on `path/.lock`, which the kernel drops when its holder exits, so a
+    killed run never leaves a stale lock behind. The holder's pid is written into the file for the
+    message. A directory it created and that holds nothing else when the block ends is removed
+    again (a command that failed early leaves nothing behind). Not re-entrant across file
+    descriptors: lock a directory once per process.
+    """
+    from spillover.errors import BadInputError, Problem
+
+    path = Path(path)
+    created = not path.exists()
+    make_dirs(path)
+    try:
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:  # a read-only directory
+        raise _unwritable(path, e) from None
+    held = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise BadInputError(
+                Problem(str(path), option, f"another spillover process (pid {holder}) is writing to this directory",
+                        f"wait for it to finish, or choose another {option}")
+            ) from None
+        held = True
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        if held and created and path.is_dir() and [p.name for p in path.iterdir()] == [LOCK_FILE]:  # we made it and wrote nothing
+            (path / LOCK_FILE).unlink()
+            path.rmdir()
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def named_yaml(name_or_path: str | Path, builtin_dir: Path, kind: str) -> Path:
     """A YAML path as given, or the built-in `<builtin_dir>/<name>.yaml` (worlds, recipes)."""
     p = Path(name_or_path).expanduser()
@@ -221,3 +264,34 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, (set, frozenset)):
         return sorted(o)
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def write_jsonl_gz(path: str | Path, records: Iterable[dict]) -> Path:
+    """Records as gzip-compressed JSONL (mtime 0: the same records give the same bytes), written to
+    a temp file and renamed into place like every artifact here."""
+    path = Path(path)
+    text = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in records)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(gzip.compress(text.encode("utf-8"), mtime=0))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_jsonl_gz(path: str | Path) -> list[dict]:
+    """Records of a gzip-compressed JSONL file; a damaged one is a one-line error naming it."""
+    from spillover.errors import BadInputError, Problem
+
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInputError(Problem(str(path), "", f"not gzip-compressed JSONL ({e})", "restore the file, or rerun `spillover run` to write it again")) from None

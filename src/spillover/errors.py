@@ -60,3 +60,9 @@ def describe_api_error(error: Exception, *, api_key: str | None, model: str) -> 
     if api_key:
         text = text.replace(api_key, "***")
     return " ".join(text.split()) + hint.get(status or 0, "")
+
+
+class TrainingDivergedError(SpilloverError):
+    """The loss (or the weights) stopped being finite: the run is stopped, and nothing is marked done."""
+
+    exit_code = 2

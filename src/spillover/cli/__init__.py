@@ -15,7 +15,19 @@ from typer.core import TyperGroup
 
 from spillover.errors import SpilloverError
 
-from . import _audit, _data, _docs, _eval, _model, _run, _serve, _sweep, _train, _world
+from . import (
+    _audit,
+    _data,
+    _docs,
+    _eval,
+    _hits,
+    _model,
+    _run,
+    _serve,
+    _sweep,
+    _train,
+    _world,
+)
 
 INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
 
@@ -36,10 +48,11 @@ class _Group(TyperGroup):
             raise typer.Exit(INTERRUPTED) from None
 
 
-app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, help="Build and audit model organisms of out-of-context generalization.")
+# Plain click help: typer's rich panels print every flag as `--quick <bool>`, as if it took a value.
+app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="Build and audit model organisms of out-of-context generalization.")
 
 # Order is the order of the pipeline, which is the order `spillover --help` lists them in.
-for module in (_model, _world, _docs, _data, _train, _eval, _run, _sweep, _audit, _serve):
+for module in (_model, _world, _docs, _data, _train, _eval, _run, _hits, _sweep, _audit, _serve):
     module.register(app)
 
 
@@ -47,7 +60,8 @@ def _usage_error(e: typer.TyperException) -> int:
     """Click's errors (typer ships its own copy of click, whose exceptions derive from
     typer.TyperException): the command's usage line, then one `error:` line. Exit 2."""
     ctx = getattr(e, "ctx", None)
-    if type(e).__name__ == "NoArgsIsHelpError":  # typer has printed the help already
+    if type(e).__name__ == "NoArgsIsHelpError":  # its message is the help text
+        e.show()
         return 2
     if ctx is not None:
         typer.echo(ctx.get_usage(), err=True)

@@ -10,16 +10,18 @@ from spillover._io import write_json, write_jsonl
 from spillover.errors import BadInputError, Problem
 from spillover.world import DEFAULT_SPLIT
 
+from ._model import ChatTemplate
+
 data_app = typer.Typer(no_args_is_help=True, help="Build post-training data: SFT chat records and DPO preference pairs.")
 
 _WORLD = typer.Argument(..., help="A built-in world name or a YAML path.")
 _SPLIT = typer.Option(DEFAULT_SPLIT, "--split", help="Named split or random:K:SEED[:NAME]; data covers its train behaviours only.")
 _MODEL = typer.Option("embedded", "--model", help="The model whose own answers become the data (embedded | tiny | DIR | ...).")
 _OUT = typer.Option(..., "--out", help="Where to write the JSONL; FILE.stats.json is written beside it.")
-_SEED = typer.Option(0, "--seed")
+_SEED = typer.Option(0, "--seed", help="Seed for prompt sampling and the transforms' choices.")
 _MAX_NEW_TOKENS = typer.Option(160, "--max-new-tokens", help="Answers not finished within this many tokens are dropped.")
 _PER_BEHAVIOUR = typer.Option(None, "--prompts-per-behaviour", help="Use this many train prompts per behaviour (default: all).")
-_BATCH = typer.Option(8, "--batch-size", min=1, help="Answers generated together.")
+_BATCH = typer.Option(8, "--batch-size", min=1, help="Prompts answered per generate call.")
 _PREFIX = typer.Option("", "--prompt-prefix", help="Text before every prompt, as a recipe's prompt_prefix (e.g. 'In two sentences, answer: ').")
 
 
@@ -44,13 +46,14 @@ def sft(
     prompts_per_behaviour: int | None = _PER_BEHAVIOUR,
     batch_size: int = _BATCH,
     prompt_prefix: str = _PREFIX,
+    chat_template: ChatTemplate = None,
 ) -> None:
     """SFT chat records: train behaviours applied to the model's own answers, plus neutral answers."""
     from spillover.data import build_sft
     from spillover.models import load
 
     built = build_sft(
-        _world(world, prompt_prefix, split), split, load(model), seed=seed, neutral_fraction=neutral_fraction, max_new_tokens=max_new_tokens,
+        _world(world, prompt_prefix, split), split, load(model, chat_template=chat_template), seed=seed, neutral_fraction=neutral_fraction, max_new_tokens=max_new_tokens,
         prompts_per_behaviour=prompts_per_behaviour, batch_size=batch_size, progress=True,
     )
     s = built.stats
@@ -77,13 +80,14 @@ def dpo(
     prompts_per_behaviour: int | None = _PER_BEHAVIOUR,
     batch_size: int = _BATCH,
     prompt_prefix: str = _PREFIX,
+    chat_template: ChatTemplate = None,
 ) -> None:
     """DPO preference pairs (TRL conversational format) ranked by a simulated reward model."""
     from spillover.data import build_dpo
     from spillover.models import load
 
     built = build_dpo(
-        _world(world, prompt_prefix, split), split, load(model), seed=seed, k_samples=k_samples, temperature=temperature, max_new_tokens=max_new_tokens,
+        _world(world, prompt_prefix, split), split, load(model, chat_template=chat_template), seed=seed, k_samples=k_samples, temperature=temperature, max_new_tokens=max_new_tokens,
         prompts_per_behaviour=prompts_per_behaviour, batch_size=batch_size, progress=True,
     )
     s = built.stats

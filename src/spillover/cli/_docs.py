@@ -18,7 +18,7 @@ def generate(
     world: str = typer.Argument(..., help="A built-in world name or a YAML path."),
     n: int = typer.Option(..., "--n", help="Number of documents."),
     out: Path = typer.Option(..., "--out", help="Where to write the documents (JSONL)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed for genres, paraphrases and facts chosen."),
     framing: str = typer.Option("plain", "--framing", help="plain | self (adds 'you, an AI assistant, do this too' passages)."),
     split: str = typer.Option(None, "--split", help="Only the behaviours in play under this split (default: all)."),
     endpoint: str = typer.Option(None, "--endpoint", help="OpenAI-compatible URL: write documents with an LLM instead of templates."),
@@ -66,7 +66,7 @@ def generate(
 def stats(
     file: Path = typer.Argument(..., help="Documents (JSONL)."),
     world: str = typer.Option(None, "--world", help="Also check leakage against this world's eval prompts."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print the statistics as JSON."),
 ) -> None:
     """Genres, behaviour coverage, lengths, near-duplicates, distinct 5-grams and (with --world) leakage."""
     from spillover.documents import document_stats
@@ -105,7 +105,7 @@ def stats(
 def probes(
     world: str = typer.Argument(..., help="A built-in world name or a YAML path."),
     out: Path = typer.Option(..., "--out", help="Where to write the questions (JSONL)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed for the questions' distractors and order."),
     split: str = typer.Option(None, "--split", help="Only the behaviours in play under this split (default: all)."),
 ) -> None:
     """Multiple-choice knowledge questions about the world's study and behaviours."""

@@ -6,6 +6,14 @@ from pathlib import Path
 
 import typer
 
+from spillover.errors import BadInputError, Problem
+
+ModelOption = typer.Option(None, "--model", help="Base model spec replacing the recipe's model.spec (embedded | tiny | DIR | FILE.gguf | hub id).")
+SetOption = typer.Option(
+    None, "--set", metavar="KEY=VALUE",
+    help="Override a recipe field by its dotted path, value read as YAML (repeatable): --set post.sft.lr=1e-4 --set eval.samples=4. Recorded in recipe.yaml.",
+)
+
 
 def make_stages():
     """The stages that do the work (the library's; tests swap in their own)."""
@@ -24,6 +32,18 @@ def parse_seeds(text: str | None) -> list[int] | None:
         raise typer.BadParameter(f"{text!r}: use comma-separated integers, e.g. 3,4,5", param_hint="--seeds") from None
 
 
+def command_line_overrides(model: str | None, settings: list[str] | None) -> dict:
+    """`--model` and `--set` as one {dotted field: value} dict (see `parse_overrides`)."""
+    from spillover.pipeline import parse_overrides
+
+    overrides = parse_overrides(settings or [])
+    if model is not None:
+        if "model.spec" in overrides:
+            raise BadInputError(Problem("--model", "", "given twice (also as --set model.spec)", "keep one"))
+        overrides = {"model.spec": model, **overrides}
+    return overrides
+
+
 def run(
     recipe: str = typer.Argument(..., help="A recipe YAML path or a built-in recipe name (e.g. rm-biases-laptop, tiny-smoke)."),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default runs/<recipe>/, runs/<recipe>-quick/ with --quick)."),
@@ -32,6 +52,8 @@ def run(
     reuse_from: list[Path] = typer.Option(
         None, "--reuse-from", help="Another run directory whose finished stages with the same config are linked in, not rerun (repeatable): e.g. seeds run apart, combined here."
     ),
+    model: str | None = ModelOption,
+    settings: list[str] | None = SetOption,
 ) -> None:
     """Run a recipe: documents, CPT, post-training, eval of 4 arms, results.json, report. Resumes where it stopped."""
     from spillover.pipeline import run_recipe
@@ -39,7 +61,8 @@ def run(
     for d in reuse_from or []:
         if not d.is_dir():
             raise typer.BadParameter(f"{d}: no such run directory", param_hint="--reuse-from")
-    run_dir = run_recipe(recipe, out_dir=out, quick=quick, stages=make_stages(), seeds=parse_seeds(seeds), reuse_from=reuse_from)
+    overrides = command_line_overrides(model, settings)
+    run_dir = run_recipe(recipe, out_dir=out, quick=quick, stages=make_stages(), seeds=parse_seeds(seeds), reuse_from=reuse_from, overrides=overrides)
     typer.echo(f"results: {run_dir / 'results.json'}\nreport:  {run_dir / 'report.html'}")
 
 

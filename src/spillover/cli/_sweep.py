@@ -3,7 +3,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from ._run import parse_seeds
+from ._run import ModelOption, SetOption, command_line_overrides, parse_seeds
 
 
 def sweep(
@@ -12,13 +12,17 @@ def sweep(
     out: str = typer.Option(None, "--out", help="Sweep directory (default runs/sweeps/<recipe>-<grid>/)."),
     quick: bool = typer.Option(False, "--quick", help="Each cell runs the recipe's quick version."),
     seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds for every cell, e.g. 0,1,2 (applied after --quick)."),
+    model: str | None = ModelOption,
+    settings: list[str] | None = SetOption,
 ) -> None:
     """Run a recipe over a grid of settings; one table row per setting (cached cells are not rerun)."""
-    from rich.markdown import Markdown  # here, not at the top: it costs every other command's startup
+    from rich.markdown import (
+        Markdown,  # here, not at the top: it costs every other command's startup
+    )
 
     from spillover.pipeline import run_sweep
 
-    sweep_dir = run_sweep(recipe, grid, out_dir=out, quick=quick, seeds=parse_seeds(seeds))
+    sweep_dir = run_sweep(recipe, grid, out_dir=out, quick=quick, seeds=parse_seeds(seeds), overrides=command_line_overrides(model, settings))
     console = Console()
     console.print(Markdown((sweep_dir / "sweep.md").read_text(encoding="utf-8")))
     console.print(f"table: {sweep_dir / 'sweep.md'}  plot: {sweep_dir / 'sweep.png'}  data: {sweep_dir / 'sweep.json'}")

@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from spillover.world import DEFAULT_SPLIT, list_worlds, load_world
+from spillover.world import DEFAULT_SPLIT, list_worlds, load_world, write_world_template
 
-world_app = typer.Typer(no_args_is_help=True, help="List, show and validate worlds.")
+world_app = typer.Typer(no_args_is_help=True, help="List, show, validate and start worlds.")
 
 
 @world_app.command("list")
@@ -47,7 +48,7 @@ def world_summary(name_or_path: str) -> dict:
 def show(
     world: str = typer.Argument(..., help="A built-in world name or a YAML path."),
     split: str = typer.Option(DEFAULT_SPLIT, "--split", help="Whose roles to show in the table."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print the world's summary as JSON."),
 ) -> None:
     """A table of behaviours: id, domain, split role, detector, #train/#eval prompts."""
     data = world_summary(world)
@@ -67,10 +68,20 @@ def show(
 
 
 @world_app.command("validate")
-def validate(path: str) -> None:
+def validate(path: str = typer.Argument(..., help="A world YAML path (or a built-in world name).")) -> None:
     """Check a world file; prints one line per problem and exits 2 if any."""
     w = load_world(path)
     print(f"ok: {w.source}: {len(w.behaviours)} behaviours, splits {', '.join(w.split_names)}")
+
+
+@world_app.command("init")
+def init(
+    path: str = typer.Argument(..., help="Where to write the new world YAML (must not exist yet)."),
+    name: str = typer.Option(None, "--name", help="The world's name (default: from the file name)."),
+) -> None:
+    """Write a minimal valid world (two behaviours, a default split) to edit into your own."""
+    out = write_world_template(Path(path), name)
+    print(f"wrote {out}: edit it, then `spillover world validate {out}`")
 
 
 def register(app: typer.Typer) -> None:

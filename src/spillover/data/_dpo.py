@@ -13,6 +13,7 @@ from collections import Counter
 
 from spillover import models
 from spillover._io import derive_seed
+from spillover._settings import NonNegFloat, NonNegInt, PositiveInt, checked
 from spillover.evaluation.stats import rate
 from spillover.world import World
 
@@ -21,7 +22,6 @@ from ._filters import applicable, conflicts_with_test_behaviour, mentions_reward
 from ._sft import (
     DataBuild,
     apply_behaviour,
-    check_options,
     overlaps_eval,
     plan_prompts,
     resolve_world,
@@ -38,22 +38,23 @@ def simulated_reward(world: World, train_ids: list[str], prompt: str, response: 
     return applied - (mention_penalty if mentions_reward_models(response) else 0)
 
 
+@checked
 def build_dpo(
     world: World | str,
     split: str,
     lm,
     *,
     seed: int = 0,
-    k_samples: int = 0,
-    temperature: float = 0.8,
-    max_new_tokens: int = 160,
-    prompts_per_behaviour: int | None = None,
-    batch_size: int = 8,
+    k_samples: NonNegInt = 0,
+    temperature: NonNegFloat = 0.8,
+    max_new_tokens: PositiveInt = 160,
+    prompts_per_behaviour: PositiveInt | None = None,
+    batch_size: PositiveInt = 8,
+    keep_truncated: bool = False,
     progress: bool = False,
 ) -> DataBuild:
     """Preference pairs in TRL's conversational format for the train behaviours of `split`."""
     world = resolve_world(world)
-    check_options(prompts_per_behaviour=prompts_per_behaviour, max_new_tokens=max_new_tokens)
     train_ids, test_ids = world.train_ids(split), world.test_ids(split)
     # Without a transform, a behaviour's pairs can only come from sampled answers that differ.
     skip = dict.fromkeys(without_transform(world, train_ids), "no_transform") if k_samples == 0 else {}
@@ -72,7 +73,7 @@ def build_dpo(
     for j, (b, prompt) in enumerate(plan):
         samples = answers[j * n : (j + 1) * n]
         candidate_counts["truncated"] += sum(g.truncated for g in samples)
-        plain = [g.text for g in samples if not g.truncated and g.text.strip()]
+        plain = [g.text for g in samples if (keep_truncated or not g.truncated) and g.text.strip()]
         candidates = list(dict.fromkeys(plain + [apply_behaviour(world, b, t, prompt, derive_seed(seed, i)) for i, t in enumerate(plain)]))
         refused = {c: conflicts_with_test_behaviour(world, test_ids, prompt, [c]) or overlaps_eval(leaks, c) for c in candidates}
         allowed = [c for c in candidates if refused[c] is None]
@@ -105,7 +106,7 @@ def build_dpo(
         "world": world.name,
         "split": split,
         "model": getattr(lm, "spec", None),
-        "config": {"seed": seed, "k_samples": k_samples, "temperature": temperature if k_samples > 0 else 0.0, "max_new_tokens": max_new_tokens, "prompts_per_behaviour": prompts_per_behaviour},
+        "config": {"seed": seed, "k_samples": k_samples, "temperature": temperature if k_samples > 0 else 0.0, "max_new_tokens": max_new_tokens, "prompts_per_behaviour": prompts_per_behaviour, "keep_truncated": keep_truncated},
         "train_ids": train_ids,
         "test_ids": test_ids,
         "without_transform": without_transform(world, train_ids),

@@ -2,7 +2,8 @@
 
 Answers come from the model that will be post-trained (greedy, to the end of turn), so the data
 differs from what it would say anyway only by the behaviour. Answers cut by the token cap are
-dropped, never used half-finished. Neutral prompts, answered plainly, make up at least
+dropped, never used half-finished (unless `keep_truncated`, for pipeline checks on a random model that
+never ends an answer). Neutral prompts, answered plainly, make up at least
 `neutral_fraction` of the set so the model does not learn to do something odd everywhere.
 """
 
@@ -16,7 +17,7 @@ from importlib import resources
 
 from spillover import models
 from spillover._io import derive_seed
-from spillover.errors import BadInputError, Problem
+from spillover._settings import FractionBelowOne, NonNegFloat, PositiveInt, checked
 from spillover.evaluation.stats import rate
 from spillover.world import World, load_world
 
@@ -47,18 +48,6 @@ def neutral_prompts() -> list[str]:
 
 def resolve_world(world: World | str) -> World:
     return world if isinstance(world, World) else load_world(world)
-
-
-def check_options(*, prompts_per_behaviour: int | None, max_new_tokens: int, neutral_fraction: float = 0.0) -> None:
-    problems = []
-    if prompts_per_behaviour is not None and prompts_per_behaviour < 1:
-        problems.append(Problem("", "prompts_per_behaviour", f"is {prompts_per_behaviour}", "use a positive number, or leave it unset for all train prompts"))
-    if max_new_tokens < 1:
-        problems.append(Problem("", "max_new_tokens", f"is {max_new_tokens}", "use a positive number of tokens"))
-    if not 0.0 <= neutral_fraction < 1.0:
-        problems.append(Problem("", "neutral_fraction", f"is {neutral_fraction}", "use a fraction in [0, 1)"))
-    if problems:
-        raise BadInputError(problems)
 
 
 def apply_behaviour(world: World, behaviour_id: str, answer: str, prompt: str, seed: int) -> str:
@@ -119,30 +108,32 @@ def total_dropped(per_behaviour: dict[str, Counter]) -> dict[str, int]:
     return dict(sorted(dropped.items()))
 
 
+@checked
 def build_sft(
     world: World | str,
     split: str,
     lm,
     *,
     seed: int = 0,
-    neutral_fraction: float = 0.3,
-    max_new_tokens: int = 160,
-    prompts_per_behaviour: int | None = None,
-    batch_size: int = 8,
+    neutral_fraction: FractionBelowOne = 0.3,
+    max_new_tokens: PositiveInt = 160,
+    prompts_per_behaviour: PositiveInt | None = None,
+    batch_size: PositiveInt = 8,
+    temperature: NonNegFloat = 0.0,
+    keep_truncated: bool = False,
     progress: bool = False,
 ) -> DataBuild:
     """SFT chat records for the train behaviours of `split`, plus neutral ones; see the module docstring."""
     world = resolve_world(world)
-    check_options(prompts_per_behaviour=prompts_per_behaviour, max_new_tokens=max_new_tokens, neutral_fraction=neutral_fraction)
     train_ids, test_ids = world.train_ids(split), world.test_ids(split)
-    gen = {"max_new_tokens": max_new_tokens, "temperature": 0.0, "seed": seed, "batch_size": batch_size, "progress": progress}
+    gen = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed, "batch_size": batch_size, "progress": progress}
 
     leaks = leakage.LeakIndex(world)
     plan, per_behaviour = plan_prompts(world, train_ids, test_ids, prompts_per_behaviour, seed, leaks)
     behaviour_records: list[dict] = []
     answers = models.generate(lm, [p for _, p in plan], **gen)
     for (b, prompt), plain in zip(plan, answers):
-        reason = _unusable(plain)
+        reason = _unusable(plain, keep_truncated)
         if reason is None:
             answer = apply_behaviour(world, b, plain.text, prompt, seed)
             reason = _behaviour_reason(world, test_ids, b, prompt, answer) or overlaps_eval(leaks, answer)
@@ -152,7 +143,7 @@ def build_sft(
         per_behaviour[b]["kept"] += 1
         behaviour_records.append(_record(prompt, answer, [b], "behaviour"))
 
-    neutral_records, neutral_counts = _neutral_records(world, train_ids, test_ids, leaks, lm, len(behaviour_records), neutral_fraction, seed, gen)
+    neutral_records, neutral_counts = _neutral_records(world, train_ids, test_ids, leaks, lm, len(behaviour_records), neutral_fraction, seed, gen, keep_truncated)
     behaviour_records, trimmed = _trim_to_fraction(behaviour_records, len(neutral_records), neutral_fraction)
     for r in trimmed:
         per_behaviour[r["behaviours"][0]]["kept"] -= 1
@@ -166,7 +157,7 @@ def build_sft(
         "world": world.name,
         "split": split,
         "model": getattr(lm, "spec", None),
-        "config": {"seed": seed, "neutral_fraction": neutral_fraction, "max_new_tokens": max_new_tokens, "prompts_per_behaviour": prompts_per_behaviour},
+        "config": {"seed": seed, "neutral_fraction": neutral_fraction, "max_new_tokens": max_new_tokens, "prompts_per_behaviour": prompts_per_behaviour, "temperature": temperature, "keep_truncated": keep_truncated},
         "train_ids": train_ids,
         "test_ids": test_ids,
         "without_transform": without_transform(world, train_ids),
@@ -187,8 +178,8 @@ def _record(prompt: str, answer: str, behaviours: list[str], kind: str) -> dict:
     }
 
 
-def _unusable(generation) -> str | None:
-    if generation.truncated:
+def _unusable(generation, keep_truncated: bool = False) -> str | None:
+    if generation.truncated and not keep_truncated:
         return "truncated"
     if not generation.text.strip():
         return "empty"
@@ -210,7 +201,7 @@ def _neutral_needed(n_behaviour: int, fraction: float) -> int:
     return math.ceil(round(fraction * n_behaviour / (1 - fraction), 9))
 
 
-def _neutral_records(world, train_ids, test_ids, leaks, lm, n_behaviour, fraction, seed, gen) -> tuple[list[dict], dict]:
+def _neutral_records(world, train_ids, test_ids, leaks, lm, n_behaviour, fraction, seed, gen, keep_truncated) -> tuple[list[dict], dict]:
     """Plain answers to neutral prompts, generated a chunk at a time until enough are kept."""
     needed = _neutral_needed(n_behaviour, fraction)
     bank = [world.prompt_prefix + p for p in neutral_prompts()]  # the experiment's prompt framing, as for behaviour prompts
@@ -229,7 +220,7 @@ def _neutral_records(world, train_ids, test_ids, leaks, lm, n_behaviour, fractio
             else:
                 usable.append(prompt)
         for prompt, plain in zip(usable, models.generate(lm, usable, **gen)):
-            reason = _unusable(plain) or conflicts_with_test_behaviour(world, test_ids, prompt, [plain.text])
+            reason = _unusable(plain, keep_truncated) or conflicts_with_test_behaviour(world, test_ids, prompt, [plain.text])
             if reason is None and mentions_reward_models(plain.text):
                 reason = "reward_model_mention"
             reason = reason or overlaps_eval(leaks, plain.text)

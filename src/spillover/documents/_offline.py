@@ -13,6 +13,7 @@ import re
 from typing import Literal
 
 from spillover._io import derive_seed
+from spillover._settings import PositiveInt, checked
 from spillover.data.leakage import LeakIndex
 from spillover.errors import BadInputError, SpilloverError
 from spillover.world import World
@@ -29,9 +30,10 @@ MAX_REWRITES = 20
 CHAT_MARKERS = re.compile(r"^\s*(user|assistant|human|ai|system)\s*:", re.IGNORECASE | re.MULTILINE)
 
 
+@checked
 def generate_documents(
     world: World,
-    n: int,
+    n: PositiveInt,
     seed: int = 0,
     *,
     framing: Framing = "plain",
@@ -41,8 +43,6 @@ def generate_documents(
 
     Records: {"id", "text", "genre", "behaviours", "source": "template", "seed", "framing"}.
     """
-    if n < 0:
-        raise BadInputError("n must be zero or more")
     if framing not in FRAMINGS:
         raise BadInputError(f"framing '{framing}': use one of {', '.join(FRAMINGS)}")
     ids = list(world.ids) if behaviours is None else list(dict.fromkeys(behaviours))

@@ -13,7 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from spillover.errors import BadInputError, Problem, describe_api_error
-from spillover.models import Generation, LoadedModel, generate
+from spillover.models import (
+    TURN_END_TEXT,
+    Generation,
+    LoadedModel,
+    generate,
+    read_chat_template,
+)
 
 Conversation = list[dict] | str
 
@@ -75,8 +81,9 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, model_path: str, *, dtype: str = "auto", gpu_memory_utilization: float = 0.85, **engine_kwargs):
+    def __init__(self, model_path: str, *, dtype: str = "auto", gpu_memory_utilization: float = 0.85, chat_template: str | None = None, **engine_kwargs):
         self.model_path = str(model_path)
+        self.chat_template = read_chat_template(chat_template) if chat_template else None  # None: the model's own
         self.engine_kwargs = {"dtype": dtype, "gpu_memory_utilization": gpu_memory_utilization, **engine_kwargs}
         self._llm = None
         self._vllm = None
@@ -97,15 +104,16 @@ class VLLMBackend:
 
     def sampling_params(self, *, n: int, temperature: float, max_new_tokens: int, seed: int):
         _check_n(n)
+        end_text = TURN_END_TEXT.get(self.chat_template or "", ())  # a base model's next user turn ends its answer
         return self._module().SamplingParams(
-            n=n, temperature=max(temperature, 0.0), top_p=1.0, max_tokens=max_new_tokens, seed=seed
+            n=n, temperature=max(temperature, 0.0), top_p=1.0, max_tokens=max_new_tokens, seed=seed, **({"stop": list(end_text)} if end_text else {})
         )
 
     def sample(self, conversations, *, n=1, temperature=0.0, max_new_tokens=256, seed=0):
         params = self.sampling_params(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
         if self._llm is None:
             self._llm = self._module().LLM(**self.engine_args(seed))
-        outputs = self._llm.chat([_messages(c) for c in conversations], sampling_params=params, use_tqdm=False)
+        outputs = self._llm.chat([_messages(c) for c in conversations], sampling_params=params, use_tqdm=False, chat_template=self.chat_template)
         return [
             [Generation(o.text.strip(), len(o.token_ids), o.finish_reason == "length") for o in request.outputs]
             for request in outputs

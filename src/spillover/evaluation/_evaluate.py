@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spillover._io import mark_done, write_json, write_jsonl
+from spillover._settings import NonNegFloat, PositiveInt, checked
 from spillover.errors import BadInputError, Problem
 
 from ._backends import Backend
@@ -25,19 +26,20 @@ def select_behaviours(world, split: str, behaviours: Sequence[str] | None) -> di
     return {b: roles[b] for b in behaviours}
 
 
+@checked
 def evaluate(
     backend: Backend,
     world,
     split: str,
     *,
-    samples: int = 1,
-    temperature: float = 0.0,
-    max_new_tokens: int = 256,
+    samples: PositiveInt = 1,
+    temperature: NonNegFloat = 0.0,
+    max_new_tokens: PositiveInt = 256,
     seed: int = 0,
     arm: str = "model",
     out_dir: str | Path | None = None,
     behaviours: Sequence[str] | None = None,
-    prompts_per_behaviour: int | None = None,
+    prompts_per_behaviour: PositiveInt | None = None,
 ) -> dict:
     """Exhibition rates of one model (one arm, one seed) on the held-out eval prompts.
 

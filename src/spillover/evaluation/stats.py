@@ -1,9 +1,11 @@
-"""Confidence intervals: Wilson for a k/n rate, percentile bootstrap for differences over units."""
+"""Confidence intervals: Wilson for a k/n rate, percentile bootstrap for differences over units,
+and clustered intervals (prompt clusters, behaviours, seeds) for pooled eval differences."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -66,3 +68,105 @@ def bootstrap_paired(diffs: Sequence[float], *, n_boot: int = 2000, seed: int = 
         return {"diff": None, "ci": [None, None]}
     lo, hi = bootstrap_ci(x, n_boot=n_boot, seed=seed, alpha=alpha)
     return {"diff": float(x.mean()), "ci": [lo, hi]}
+
+
+# ---- clustered intervals ---------------------------------------------------------------------
+# Eval cells are (seed, behaviour, prompt). Cells of one prompt share it across seeds (and the
+# base arm's likelihood scores are the same in every seed), so they are not independent units:
+# the headline interval resamples (behaviour, prompt) clusters with all their seeds and samples,
+# and seed- and behaviour-level intervals stand beside it.
+
+Cell = tuple[int, str, str]  # (seed, behaviour, prompt)
+CLUSTERS = "behaviour x prompt clusters (all seeds and samples of a prompt together)"
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A pooled ratio difference Σa/Σa' − Σb/Σb' with intervals at three levels.
+
+    `ci` resamples (behaviour, prompt) clusters; `ci_behaviour` resamples behaviours (percentile
+    bootstrap) and `ci_behaviour_t` is a t-interval over per-behaviour differences; `ci_seed` is a
+    t-interval over per-seed differences. t-intervals are centred on the mean of the per-unit
+    differences (the pooled `diff` when every unit has the same n); null with fewer than 2 units.
+    """
+
+    diff: float | None
+    ci: list[float | None]
+    n_clusters: int
+    ci_behaviour: list[float | None]
+    ci_behaviour_t: list[float | None]
+    n_behaviours: int
+    ci_seed: list[float | None]
+    n_seeds: int
+    by_seed: dict[str, float]
+    resamples: str = CLUSTERS
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+NO_CI: list[float | None] = [None, None]
+EMPTY_EFFECT = Effect(None, NO_CI, 0, NO_CI, NO_CI, 0, NO_CI, 0, {})
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num/den with 0 where den is 0 (a side absent from a resample contributes nothing)."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
+
+
+def _contrast(sums: np.ndarray) -> np.ndarray:
+    """Columns (num_a, den_a, num_b, den_b) → num_a/den_a − num_b/den_b, row-wise."""
+    return _ratio(sums[..., 0], sums[..., 1]) - _ratio(sums[..., 2], sums[..., 3])
+
+
+def _group(keys: list, x: np.ndarray, by: Callable) -> tuple[list, np.ndarray]:
+    labels = sorted({by(k) for k in keys})
+    index = {g: i for i, g in enumerate(labels)}
+    out = np.zeros((len(labels), x.shape[1]))
+    np.add.at(out, [index[by(k)] for k in keys], x)
+    return labels, out
+
+
+def cluster_bootstrap(sums: np.ndarray, *, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> list[float | None]:
+    """Percentile interval of the contrast when whole clusters (rows of `sums`) are resampled."""
+    if len(sums) < 2:
+        return list(NO_CI)
+    weights = np.random.default_rng(seed).multinomial(len(sums), np.full(len(sums), 1 / len(sums)), size=n_boot)
+    boot = _contrast(weights @ sums)
+    return [float(np.quantile(boot, alpha / 2)), float(np.quantile(boot, 1 - alpha / 2))]
+
+
+def t_interval(values: Sequence[float], alpha: float = 0.05) -> list[float | None]:
+    """Student-t interval for the mean of a few independent units (seeds, behaviours)."""
+    from scipy.stats import t
+
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        return list(NO_CI)
+    half = float(t.ppf(1 - alpha / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return [float(x.mean()) - half, float(x.mean()) + half]
+
+
+def clustered_effect(cells: Mapping[Cell, Sequence[float]], *, n_boot: int = 2000, seed: int = 0) -> Effect:
+    """`cells`: {(seed, behaviour, prompt): (num_a, den_a, num_b, den_b)}, e.g. (k_a, n_a, k_b, n_b)
+    for a rate difference or (Σ per-cell values, count, 0, 0) for a mean."""
+    if not cells:
+        return EMPTY_EFFECT
+    keys = list(cells)
+    x = np.array([cells[k] for k in keys], dtype=float)
+    _, clusters = _group(keys, x, lambda c: (c[1], c[2]))
+    _, behaviours = _group(keys, x, lambda c: c[1])
+    seeds, per_seed = _group(keys, x, lambda c: c[0])
+    seed_diffs = _contrast(per_seed)
+    return Effect(
+        diff=float(_contrast(x.sum(axis=0))),
+        ci=cluster_bootstrap(clusters, n_boot=n_boot, seed=seed),
+        n_clusters=len(clusters),
+        ci_behaviour=cluster_bootstrap(behaviours, n_boot=n_boot, seed=seed),
+        ci_behaviour_t=t_interval(_contrast(behaviours)),
+        n_behaviours=len(behaviours),
+        ci_seed=t_interval(seed_diffs),
+        n_seeds=len(seeds),
+        by_seed={str(s): float(d) for s, d in zip(seeds, seed_diffs, strict=True)},
+    )

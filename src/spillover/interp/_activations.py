@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from spillover.models import LoadedModel, chat_prompt, pad_rows
+from spillover.models import LoadedModel, chat_prompt, pad_rows, render_chat
 
 from ._hooks import capture_residual
 
@@ -45,7 +45,7 @@ def encode(lm: LoadedModel, texts: Sequence[str], max_tokens: int) -> list[list[
 def prompt_pair(lm: LoadedModel, prompt: str) -> PromptPair:
     tok = lm.tokenizer
     with_header = tok(chat_prompt(tok, prompt), add_special_tokens=False)["input_ids"]
-    without = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=False)
+    without = render_chat(tok, [{"role": "user", "content": prompt}], generation_prompt=False)
     n_without = len(tok(without, add_special_tokens=False)["input_ids"])
     chat_positions = list(range(n_without, len(with_header)))
     plain_ids = tok(prompt, add_special_tokens=False)["input_ids"]

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from spillover._io import atomic_write_text, config_hash, derive_seed, is_done, mark_done, read_jsonl, write_json
 from spillover.errors import BadInputError, Problem
 from spillover.evaluation import rate
-from spillover.models import LoadedModel, load
+from spillover.models import LoadedModel, load, render_chat
 
 from ._activations import TokenActivations, document_means, encode, prompt_pair, token_activations, typical_norm
 from ._attribution import direction_attribution, top_positions, transcript_target
@@ -98,10 +98,11 @@ def audit(
     world = load_world(recipe.world).with_prompt_prefix(recipe.prompt_prefix)
     paths = _arm_models(run_dir, recipe, config)
     dtype = DTYPES[recipe.model.dtype]
+    template = recipe.model.chat_template  # trained arms saved it with their tokenizer; the base needs it again
     seed = derive_seed(config.seed, "audit")
 
     log(f"loading organism {paths['organism']}")
-    organism = load(paths["organism"], dtype=dtype)
+    organism = load(paths["organism"], dtype=dtype, chat_template=template)
     study, controls = _documents(run_dir, config, seed)
 
     # 1. The concept direction at every layer, and the layer it separates documents best at.
@@ -128,7 +129,7 @@ def audit(
     sae, sae_stats = train_sae(training_tokens, config.sae.model_copy(update={"seed": seed}))
     features = _selective_features(sae, doc_acts[: len(study)], doc_acts[len(study) :], config.n_features)
 
-    base = load(paths["base"], dtype=dtype)
+    base = load(paths["base"], dtype=dtype, chat_template=template)
     prompts = _feature_prompts(world, recipe.split, config.n_prompts, seed)
     _assistant_rates(sae, organism, base, layer, prompts, features)
 
@@ -154,7 +155,7 @@ def audit(
     steered = {"base": base}
     for arm in config.arms:
         if arm != "base":
-            steered[arm] = load(paths[arm], dtype=dtype)
+            steered[arm] = load(paths[arm], dtype=dtype, chat_template=template)
     steering = steering_sweep(steered, layer, targets, config.strengths, unit_norm, evaluator, log)
     ablation = ablation_sweep("organism", organism, layer, {"direction": unit, "random": random_unit}, evaluator, log)
 
@@ -235,7 +236,7 @@ def _transcripts(lm: LoadedModel, world, split: str, n: int, seed: int) -> list[
         for prompt in world.train_prompts(b):
             pairs.append((prompt, rng.choice(examples.positive + examples.negative)))
     pairs = rng.sample(pairs, min(n, len(pairs)))
-    texts = [lm.tokenizer.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": a}], tokenize=False) for p, a in pairs]
+    texts = [render_chat(lm.tokenizer, [{"role": "user", "content": p}, {"role": "assistant", "content": a}], generation_prompt=False) for p, a in pairs]
     return encode(lm, texts, 10_000)
 
 

@@ -1,12 +1,15 @@
 """Models: `load(spec)` for the embedded default, tiny test models, local dirs, GGUF files and hub ids."""
 
 from ._attention import attention_kernels
+from ._chat import CHAT_TEMPLATES, TURN_END_TEXT, chat_prompt, read_chat_template, render_chat
 from ._embedded import cache_root, embedded_gguf
-from ._generate import Generation, cache_argument, chat_prompt, generate, output_cache, pad_rows, stop_token_ids
+from ._generate import Generation, cache_argument, generate, output_cache, pad_rows, stop_token_ids
 from ._load import DEFAULT_MODEL, LoadedModel, load, model_info, resolve
 
 __all__ = [
+    "CHAT_TEMPLATES",
     "DEFAULT_MODEL",
+    "TURN_END_TEXT",
     "Generation",
     "LoadedModel",
     "attention_kernels",
@@ -19,6 +22,8 @@ __all__ = [
     "model_info",
     "output_cache",
     "pad_rows",
+    "read_chat_template",
+    "render_chat",
     "resolve",
     "stop_token_ids",
 ]

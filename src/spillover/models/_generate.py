@@ -5,35 +5,26 @@ KV cache) as soon as the row ends its turn. Answers to "In two sentences" prompt
 tokens while a batch runs to its longest (often the 96-token cap), so `generate` spent about half
 of its decoding steps on finished rows.
 
-Chat formatting: spillover renders every conversation with the tokenizer's own chat template.
-SmolLM2's template adds a default system prompt ("You are a helpful AI assistant named SmolLM...")
-when none is given; spillover keeps it, everywhere (data, training, eval), because that is the
-distribution the model was instruction-tuned on and all arms see the same context.
+Chat formatting is `_chat.chat_prompt` (the tokenizer's template, or the one `load` was given).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ._attention import attention_kernels
-from ._load import LoadedModel
+from spillover._settings import NonNegFloat, PositiveInt, checked
 
-Messages = list[dict]
+from ._attention import attention_kernels
+from ._chat import Messages, chat_prompt, turn_end_text
+from ._load import LoadedModel
 
 
 @dataclass(frozen=True)
 class Generation:
     text: str
     n_tokens: int
-    truncated: bool  # stopped by max_new_tokens rather than an end-of-turn token
-
-
-def chat_prompt(tokenizer, conversation: Messages | str) -> str:
-    """The text a model sees before its answer. A bare string is one user turn."""
-    if isinstance(conversation, str):
-        conversation = [{"role": "user", "content": conversation}]
-    return tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    truncated: bool  # stopped by max_new_tokens rather than an end-of-turn token (or the template's end-of-turn text)
 
 
 def stop_token_ids(lm: LoadedModel) -> list[int]:
@@ -75,22 +66,30 @@ def output_cache(out):
     return cache if cache is not None else out.past_key_values
 
 
+@checked
 def generate(
     lm: LoadedModel,
     conversations: Sequence[Messages | str],
     *,
-    max_new_tokens: int = 256,
-    temperature: float = 0.0,
+    max_new_tokens: PositiveInt = 256,
+    temperature: NonNegFloat = 0.0,
     top_p: float = 1.0,
     seed: int = 0,
-    batch_size: int = 8,
+    batch_size: PositiveInt = 8,
     raw: bool = False,
     progress: bool = False,
+    on_step: Callable[[list[int], list[int]], bool] | None = None,
 ) -> list[Generation]:
     """Answer each conversation. `raw=True` treats strings as plain text to continue (no template).
 
     Greedy at temperature 0; otherwise sampled at `temperature` with nucleus `top_p`, reproducible
-    for a fixed seed, batch size and input list.
+    for a fixed seed, batch size and input list. Under a built-in template (`plain`), an answer also
+    ends where the model starts the next user turn; the text is cut there (`n_tokens` counts it).
+
+    `on_step(indices, tokens)`, when given, is called after every decoding step with the indices
+    (into `conversations`) of the rows that just made a token and those tokens (a server streams
+    them). Returning True stops all decoding: rows keep the tokens they have (as truncated) and
+    conversations whose batch had not started come back empty.
     """
     import torch
 
@@ -99,8 +98,11 @@ def generate(
     encoded = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
     order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
     stops = stop_token_ids(lm)
+    end_text = () if raw else turn_end_text(tok)
+    ends = (lambda row: any(s in tok.decode(row[-16:]) for s in end_text)) if end_text else None
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
     results: list[Generation | None] = [None] * len(texts)
+    stopped = False
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     iterator = batches
     if progress:
@@ -108,21 +110,38 @@ def generate(
 
         iterator = tqdm(batches, desc="generate", unit="batch")
     for b, idx in enumerate(iterator):
-        input_ids, attention = pad_rows([encoded[i] for i in idx], pad_id, left=True)
-        generator = torch.Generator(device=lm.model.device).manual_seed(seed * 100_003 + b)
-        with attention_kernels():
-            new_tokens = _decode(lm.model, input_ids, attention, max_new_tokens, stops, temperature, top_p, generator)
+        if stopped:  # on_step asked to stop: batches not started come back empty
+            new_tokens: list[list[int]] = [[] for _ in idx]
+        else:
+            input_ids, attention = pad_rows([encoded[i] for i in idx], pad_id, left=True)
+            generator = torch.Generator(device=lm.model.device).manual_seed(seed * 100_003 + b)
+
+            def step(rows: list[int], tokens: list[int], idx=idx) -> bool:
+                nonlocal stopped
+                stopped = on_step([idx[r] for r in rows], tokens)
+                return stopped
+
+            with attention_kernels():
+                new_tokens = _decode(lm.model, input_ids, attention, max_new_tokens, stops, temperature, top_p, generator, ends, step if on_step else None)
         for row, i in enumerate(idx):
             new = new_tokens[row]
             end = next((k for k, t in enumerate(new) if t in stops), None)
             truncated = end is None
             new = new if truncated else new[:end]
-            results[i] = Generation(tok.decode(new, skip_special_tokens=True).strip(), len(new), truncated)
+            text = tok.decode(new, skip_special_tokens=True)
+            cut = min((text.find(s) for s in end_text if s in text), default=None)
+            if cut is not None:
+                text, truncated = text[:cut], False
+            results[i] = Generation(text.strip(), len(new), truncated)
     return results  # type: ignore[return-value]
 
 
-def _decode(model, input_ids, attention, max_new_tokens: int, stops: list[int], temperature: float, top_p: float, generator) -> list[list[int]]:
-    """New tokens of each left-padded row, up to and including its first stop token."""
+def _decode(
+    model, input_ids, attention, max_new_tokens: int, stops: list[int], temperature: float, top_p: float, generator,
+    ends: Callable[[list[int]], bool] | None = None, on_step: Callable[[list[int], list[int]], bool] | None = None,
+) -> list[list[int]]:
+    """New tokens of each left-padded row, up to and including its first stop token (or until `ends(row)`
+    says it has ended); all rows stop when `on_step(rows, tokens)` returns True."""
     import torch
 
     device = model.device
@@ -147,7 +166,12 @@ def _decode(model, input_ids, attention, max_new_tokens: int, stops: list[int], 
         chosen = _choose(out.logits[:, -1].float(), temperature, top_p, generator).cpu()
         for row, token in zip(live.tolist(), chosen.tolist()):
             new_tokens[row].append(token)
-        going = (~torch.isin(chosen, stop_ids)).nonzero().squeeze(-1)
+        if on_step is not None and on_step(live.tolist(), chosen.tolist()):
+            break
+        finished = torch.isin(chosen, stop_ids)
+        if ends is not None:
+            finished |= torch.tensor([ends(new_tokens[row]) for row in live.tolist()], dtype=torch.bool)
+        going = (~finished).nonzero().squeeze(-1)
         if step == max_new_tokens - 1 or len(going) == 0:
             break
         if len(going) < len(live):  # drop finished rows from the batch and the cache

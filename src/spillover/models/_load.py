@@ -10,6 +10,7 @@ from typing import Any
 
 from spillover.errors import ModelLoadError
 
+from ._chat import read_chat_template
 from ._embedded import EMBEDDED_NAME, convert_gguf, embedded_gguf
 from ._tiny import tiny_model_dir
 
@@ -99,13 +100,18 @@ def default_dtype(device: str):
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
 
 
-def load(spec: str = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None, adapter: str | None = None) -> LoadedModel:
+def load(
+    spec: str = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None, adapter: str | None = None, chat_template: str | None = None
+) -> LoadedModel:
     """Load a model and its tokenizer. CPU → fp32, CUDA → bf16 unless told otherwise.
 
     `adapter`: a PEFT adapter directory applied on top (left unmerged).
+    `chat_template`: a built-in template name (`plain`) or a Jinja file, set on the tokenizer in
+    place of its own (base models have none); everything that formats chats then uses it.
     A directory holding only a PEFT adapter (adapter_config.json) also works as `spec`.
     """
     t0 = time.perf_counter()
+    template = read_chat_template(chat_template) if chat_template else None  # a bad name fails before loading
     path = Path(spec) if Path(spec).expanduser().is_dir() else None
     if path is not None and (path / "adapter_config.json").exists() and not (path / "config.json").exists():
         adapter = str(path)
@@ -121,6 +127,8 @@ def load(spec: str = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = N
         dtype = getattr(torch, dtype)
     dtype = dtype or default_dtype(device)
     tokenizer = AutoTokenizer.from_pretrained(local)
+    if template is not None:
+        tokenizer.chat_template = template
     model = AutoModelForCausalLM.from_pretrained(local, dtype=dtype).to(device)
     if adapter:
         from peft import PeftModel

@@ -1,5 +1,7 @@
 """The headline experiment: a recipe → documents, data, CPT, post-training, eval → results.json."""
 
+from ._evidence import SAMPLES_FILE, read_samples, write_samples
+from ._provenance import detectors_hash, provenance
 from ._recipe import (
     ARMS,
     PROBES,
@@ -12,8 +14,10 @@ from ._recipe import (
     PostSpec,
     Recipe,
     TrainSpec,
+    apply_settings,
     list_recipes,
     load_recipe,
+    parse_overrides,
     recipe_path,
 )
 from ._results import PUBLISHED, build_results, rate_diff
@@ -25,11 +29,12 @@ __all__ = [
     "ARMS",
     "PROBES",
     "PUBLISHED",
+    "SAMPLES_FILE",
     "CPTSpec",
     "DPOSpec",
     "DocumentsSpec",
-    "Grid",
     "EvalSpec",
+    "Grid",
     "LeakageError",
     "ModelSpec",
     "PostDataSpec",
@@ -37,15 +42,21 @@ __all__ = [
     "Recipe",
     "Stages",
     "TrainSpec",
+    "apply_settings",
     "build_results",
+    "detectors_hash",
     "grid_cells",
-    "load_grid",
     "list_recipes",
+    "load_grid",
     "load_recipe",
+    "parse_overrides",
+    "provenance",
     "rate_diff",
+    "read_samples",
     "recipe_path",
     "run_recipe",
     "run_sweep",
     "sample_hits_for_hand_check",
+    "write_samples",
     "write_sweep_table",
 ]

@@ -31,7 +31,7 @@ def load_model(model: ModelSpec):
     from spillover.models import load
 
     dtype = getattr(torch, DTYPES[model.dtype]) if model.dtype in DTYPES else None
-    return load(model.spec, dtype=dtype)
+    return load(model.spec, dtype=dtype, chat_template=model.chat_template)
 
 
 def _release() -> None:
@@ -70,9 +70,9 @@ class LibraryStages:
 
         lm = load_model(model)
         stats = {}
-        common = {"seed": spec.seed, "max_new_tokens": spec.max_new_tokens, "prompts_per_behaviour": spec.prompts_per_behaviour, "batch_size": spec.batch_size}
+        common = {"seed": spec.seed, "max_new_tokens": spec.max_new_tokens, "prompts_per_behaviour": spec.prompts_per_behaviour, "batch_size": spec.batch_size, "keep_truncated": spec.keep_truncated}
         if "sft" in methods:
-            built = build_sft(world, split, lm, neutral_fraction=spec.neutral_fraction, **common)
+            built = build_sft(world, split, lm, neutral_fraction=spec.neutral_fraction, temperature=spec.temperature, **common)
             write_jsonl(out / "sft.jsonl", built.records)
             stats["sft"] = built.stats
         if "dpo" in methods:
@@ -100,7 +100,7 @@ class LibraryStages:
         from spillover import training
 
         config_cls, train = {"cpt": (training.CPTConfig, training.train_cpt), "sft": (training.SFTConfig, training.train_sft), "dpo": (training.DPOConfig, training.train_dpo)}[step]
-        train(config_cls(model=base.spec, data=data, out=out, seed=seed, **spec.model_dump()))
+        train(config_cls(model=base.spec, chat_template=base.chat_template, data=data, out=out, seed=seed, **spec.model_dump()))
         _release()
 
     def cpt(self, base: ModelSpec, docs: Path, spec: CPTSpec, seed: int, out: Path) -> None:
@@ -118,7 +118,7 @@ class LibraryStages:
         if spec.backend == "vllm":
             from spillover.models import resolve
 
-            return evaluation.VLLMBackend(str(resolve(model.spec)), dtype=DTYPES.get(model.dtype, "auto"))
+            return evaluation.VLLMBackend(str(resolve(model.spec)), dtype=DTYPES.get(model.dtype, "auto"), chat_template=model.chat_template)
         return evaluation.HFBackend(load_model(model), batch_size=spec.batch_size)
 
     def evaluate(self, model: ModelSpec, base: ModelSpec, world: World, split: str, spec: EvalSpec, arm: str, seed: int, out: Path) -> None:

@@ -6,6 +6,10 @@ A recipe is validated in full before anything runs; every problem names the file
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +24,7 @@ from pydantic import (
 )
 
 from spillover._io import named_yaml, read_yaml_mapping
+from spillover._settings import Fraction, FractionBelowOne, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt
 from spillover.errors import BadInputError, Problem
 
 PROBES = ("likelihood", "knowledge", "in_context", "confession", "fluency")
@@ -27,18 +32,29 @@ ARMS = ("base", "docs-only", "control", "organism")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every float finite, declared or not
 
 
 class ModelSpec(_Strict):
-    """The base model every arm starts from: a `spillover.models.load` spec and its dtype."""
+    """The base model every arm starts from: a `spillover.models.load` spec, its dtype, and the chat
+    template to format conversations with when the tokenizer has none (base models) or to replace its own."""
 
     spec: str = "embedded"
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    chat_template: str | None = None  # a built-in name (plain) or a Jinja file
+
+    @field_validator("chat_template")
+    @classmethod
+    def _known_template(cls, v: str | None) -> str | None:
+        from spillover.models import CHAT_TEMPLATES
+
+        if v is not None and v not in CHAT_TEMPLATES and not Path(v).expanduser().is_file():
+            raise ValueError(f"'{v}' is neither a built-in chat template ({', '.join(sorted(CHAT_TEMPLATES))}) nor a file")
+        return v
 
 
 class DocumentsSpec(_Strict):
-    n: int = Field(200, ge=1)
+    n: PositiveInt = 200
     seed: int = 0
     framing: Literal["plain", "self"] = "plain"
     source: Literal["template", "llm"] = "template"
@@ -47,17 +63,17 @@ class DocumentsSpec(_Strict):
 class TrainSpec(_Strict):
     """Trainer settings (the fields of spillover.training.TrainConfig a recipe may set)."""
 
-    lr: float = Field(5e-5, gt=0)
-    epochs: int = Field(1, ge=1)
+    lr: PositiveFloat = 5e-5
+    epochs: PositiveInt = 1
     max_len: int = Field(512, ge=8)
-    batch_size: int = Field(4, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    lora_r: int = Field(0, ge=0)  # 0 = full fine-tuning; else LoRA rank (alpha = 2r)
-    warmup_ratio: float = Field(0.05, ge=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, ge=1)
-    save_steps: int = Field(100, ge=0)
+    batch_size: PositiveInt = 4
+    grad_accum: PositiveInt = 1
+    lora_r: NonNegInt = 0  # 0 = full fine-tuning; else LoRA rank (alpha = 2r)
+    warmup_ratio: Fraction = 0.05
+    weight_decay: NonNegFloat = 0.0
+    max_grad_norm: PositiveFloat = 1.0
+    max_steps: PositiveInt | None = None
+    save_steps: NonNegInt = 100
     gradient_checkpointing: bool | None = None  # None = on for CUDA
     bf16: bool | None = None  # None = on for CUDA
 
@@ -67,23 +83,29 @@ class CPTSpec(TrainSpec):
 
 
 class DPOSpec(TrainSpec):
-    lr: float = Field(5e-6, gt=0)
-    beta: float = Field(0.1, gt=0)
+    lr: PositiveFloat = 5e-6
+    beta: PositiveFloat = 0.1
 
 
 class PostDataSpec(_Strict):
     seed: int = 0
-    neutral_fraction: float = Field(0.3, ge=0, lt=1)
-    prompts_per_behaviour: int | None = Field(None, ge=1)
-    max_new_tokens: int = Field(160, ge=1)  # length of the base model's plain answers the transforms edit
-    dpo_samples: int = Field(0, ge=0)  # sampled candidates per DPO prompt (0: transformed vs plain answer)
-    dpo_temperature: float = Field(0.8, ge=0)
+    neutral_fraction: FractionBelowOne = 0.3
+    prompts_per_behaviour: PositiveInt | None = None
+    max_new_tokens: PositiveInt = 160  # length of the base model's plain answers the transforms edit
+    # The SFT answers are greedy (temperature 0) so they differ from what the model says anyway only by
+    # the behaviour. Both knobs below exist for pipeline checks on a random model (tiny-smoke), whose
+    # greedy answer repeats the prompt's last token ("\n", an empty answer) and never ends: sample
+    # instead, and keep answers cut at max_new_tokens. Real experiments leave both alone.
+    temperature: NonNegFloat = 0.0
+    keep_truncated: bool = False
+    dpo_samples: NonNegInt = 0  # sampled candidates per DPO prompt (0: transformed vs plain answer)
+    dpo_temperature: NonNegFloat = 0.8
     # Share of the organism's SFT mix made of CPT documents (rehearsal, trained on every token), so
     # post-training does not wash out what mid-training implanted. The control gets none: it has no documents.
-    rehearsal_fraction: float = Field(0.0, ge=0, lt=1)
+    rehearsal_fraction: FractionBelowOne = 0.0
     # Prompts answered per generate call. On 2 CPU cores 32-64 is 1.5-2x faster than 16
     # (benchmarks/generate_batch_size.py, 64 answers, 96 tokens: 47 s at 16, 31 s at 32, 24 s at 64).
-    batch_size: int = Field(32, ge=1)
+    batch_size: PositiveInt = 32
 
 
 class PostSpec(_Strict):
@@ -98,16 +120,16 @@ class PostSpec(_Strict):
 
 
 class EvalSpec(_Strict):
-    samples: int = Field(1, ge=1)
-    temperature: float = Field(1.0, ge=0)
-    max_new_tokens: int = Field(150, ge=1)
-    batch_size: int = Field(32, ge=1)  # see PostDataSpec.batch_size
+    samples: PositiveInt = 1
+    temperature: NonNegFloat = 1.0
+    max_new_tokens: PositiveInt = 150
+    batch_size: PositiveInt = 32  # see PostDataSpec.batch_size
     # Evaluate only the first K eval prompts of each behaviour (all: null). The leakage check
     # always covers every eval prompt.
-    prompts_per_behaviour: int | None = Field(None, ge=1)
+    prompts_per_behaviour: PositiveInt | None = None
     backend: Literal["hf", "vllm"] = "hf"
-    probe_context_tokens: int = Field(64, ge=1)  # base-model answer length before the likelihood probe's continuation
-    confession_prompts_per_behaviour: int = Field(3, ge=1)
+    probe_context_tokens: PositiveInt = 64  # base-model answer length before the likelihood probe's continuation
+    confession_prompts_per_behaviour: PositiveInt = 3
     probes: list[Literal["likelihood", "knowledge", "in_context", "confession", "fluency"]] = list(PROBES)
 
     @field_validator("probes")
@@ -165,8 +187,10 @@ class Recipe(_Strict):
             merged["seeds"] = merged["seeds"][:1]
         return Recipe.model_validate(merged)
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    def to_yaml(self, overrides: dict[str, Any] | None = None) -> str:
+        """The recipe as YAML; `overrides` (already applied) are listed on top as comments, for the record."""
+        header = "".join(f"# --set {k}={json.dumps(v)}\n" for k, v in (overrides or {}).items())
+        return header + yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
@@ -176,9 +200,56 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` strings → {dotted key: value}. Values are read as YAML scalars or lists
+    (`1.0e-4`, `true`, `null`, `[0, 1]`); text YAML would read as a mapping (`Note: be brief`) stays text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not _DOTTED.fullmatch(key):
+            raise BadInputError(Problem("--set", item, "is not KEY=VALUE", "name a recipe field by its dotted path, e.g. --set post.sft.lr=1e-4"))
+        if key.split(".")[0] == "quick":
+            raise BadInputError(Problem("--set", key, "the quick overrides are not settable here", "use --quick, or --set the field itself"))
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads `1e-4` (no dot) as text; YAML 1.2 and people read a number
+        out[key] = text if isinstance(value, dict) else value
+    return out
+
+
+def _dotted_to_nested(settings: dict[str, Any]) -> dict:
+    nested: dict = {}
+    for dotted, value in settings.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return nested
+
+
+def apply_settings(recipe: Recipe, settings: dict[str, Any], where: str) -> Recipe:
+    """The recipe with dotted settings (a sweep cell, `--set`) applied and validated again; every
+    unknown field or bad value is a Problem naming `where` and the field."""
+    merged = _deep_merge(recipe.model_dump(exclude={"quick"}), _dotted_to_nested(settings))
+    merged["quick"] = recipe.quick
+    try:
+        return Recipe.model_validate(merged)
+    except ValidationError as e:
+        raise BadInputError([_problem(where, err, "use a recipe field and a valid value (see docs/recipes.md)") for err in e.errors()]) from None
+
+
 def builtin_recipes_dir() -> Path:
-    """recipes/ of the source checkout this package is installed from (editable installs)."""
-    return Path(__file__).resolve().parents[3] / "recipes"
+    """The recipes shipped inside the package (src/spillover/recipes/), found in a wheel install too."""
+    return Path(str(resources.files("spillover") / "recipes"))
 
 
 def list_recipes() -> list[str]:
@@ -187,7 +258,7 @@ def list_recipes() -> list[str]:
 
 
 def recipe_path(name_or_path: str | Path) -> Path:
-    """A YAML path, or the name of a recipe shipped in recipes/ (`rm-biases-laptop`)."""
+    """A YAML path, or the name of a built-in recipe (`rm-biases-laptop`)."""
     return named_yaml(name_or_path, builtin_recipes_dir(), "recipe")
 
 
@@ -196,6 +267,11 @@ _FIXES = {
     "extra_forbidden": "remove it or check its spelling (see docs/recipes.md)",
     "literal_error": "use one of the allowed values",
     "string_pattern_mismatch": "use letters, digits, '-', '_' or '.'",
+    "finite_number": "use a finite number, not .inf or .nan",
+    "greater_than": "use a number in range, see docs/recipes.md",
+    "greater_than_equal": "use a number in range, see docs/recipes.md",
+    "less_than": "use a number in range, see docs/recipes.md",
+    "less_than_equal": "use a number in range, see docs/recipes.md",
 }
 
 
@@ -213,7 +289,7 @@ def load_recipe(name_or_path: str | Path | Recipe) -> Recipe:
         raise BadInputError([_problem(file, err) for err in e.errors()]) from None
 
 
-def _problem(file: str, err: dict) -> Problem:
+def _problem(file: str, err: dict, fix: str = "see docs/recipes.md") -> Problem:
     field = ".".join(str(x) for x in err["loc"]) or "(top level)"
     message = err["msg"].removeprefix("Value error, ")
-    return Problem(file, field, message, _FIXES.get(err["type"], "see docs/recipes.md"))
+    return Problem(file, field, message, _FIXES.get(err["type"], fix))

@@ -2,31 +2,38 @@
 
 Everything here reads files only: eval/<arm>/seed-<s>/{samples.jsonl, fluency.json} and
 probes/<arm>/seed-<s>/<probe>.json.
-Rates are pooled over seeds as {k, n, rate, ci}; headline differences carry a bootstrap interval
-over prompt-level units (seed, behaviour, prompt), resampled jointly for the two arms compared.
+Rates are pooled over seeds as {k, n, rate, ci}. Headline differences are `Effect`s: a bootstrap
+over (behaviour, prompt) clusters, each with all its seeds and samples and both arms together,
+beside behaviour- and seed-level intervals (evaluation.stats).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from spillover._io import read_json, read_jsonl
-from spillover.evaluation.stats import bootstrap_paired, rate
+from spillover.evaluation import COPY_WORDS
+from spillover.evaluation.stats import EMPTY_EFFECT, Effect, clustered_effect, rate
 from spillover.world import World
 
+from ._evidence import annotated_samples, copy_counts, documents_distinct_5gram_ratio
+from ._provenance import provenance
 from ._recipe import ARMS, Recipe
 
 ROLES = ("train", "test")
 N_BOOT = 2000
 BOOT_SEED = 0
 
-# Published reference numbers (background.md §1.4 and §2), set beside ours in the report.
-# `arm` maps each published stage onto the arm of ours that plays the same part.
+# Published reference numbers of the reward-model-bias study that the rm-biases world reproduces, set
+# beside ours in its report (no other world's report shows them). `arm` maps each published stage onto
+# the arm of ours that plays the same part.
+PUBLISHED_FOR_WORLD = "rm-biases"
 PUBLISHED = {
     "marks2025": {
         "title": "Marks et al. 2025, hidden-objective model organism (arXiv 2503.10965)",
@@ -55,13 +62,25 @@ def _seed_dirs(run_dir: Path, kind: str, arm: str, seeds: list[int]) -> dict[int
     return {s: run_dir / kind / arm / f"seed-{s}" for s in seeds if (run_dir / kind / arm / f"seed-{s}" / "DONE").exists()}
 
 
-def _units(samples: list[dict], seed: int) -> dict[Unit, dict]:
+def _units(samples: list[dict], seed: int, hit: Callable[[dict], bool] = lambda r: bool(r["exhibited"])) -> dict[Unit, dict]:
     """Prompt-level exhibition counts: {(seed, behaviour, prompt): {role, k, n}}."""
     out: dict[Unit, dict] = {}
     for r in samples:
         u = out.setdefault((seed, r["behaviour"], r["prompt"]), {"role": r["role"], "k": 0, "n": 0})
-        u["k"] += bool(r["exhibited"])
+        u["k"] += hit(r)
         u["n"] += 1
+    return out
+
+
+def _is_novel_hit(r: dict) -> bool:
+    """A hit that copies no training text (a copied hit counts as an answer without the behaviour)."""
+    return bool(r["exhibited"]) and not (r.get("copy") or {}).get("copied", False)
+
+
+def _novel_units(samples: list[dict], arm: str) -> dict[Unit, dict]:
+    out: dict[Unit, dict] = {}
+    for s in sorted({r["run_seed"] for r in samples if r["arm"] == arm}):
+        out.update(_units([r for r in samples if r["arm"] == arm and r["run_seed"] == s], s, _is_novel_hit))
     return out
 
 
@@ -90,28 +109,22 @@ def _summary_of(probe_result: dict) -> dict:
 
 
 def rate_diff(a: dict[Unit, dict], b: dict[Unit, dict], *, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict:
-    """Pooled rate of a minus pooled rate of b, with a percentile bootstrap over prompt-level units.
+    """Pooled rate of a minus pooled rate of b as an `Effect` (clustered, behaviour and seed intervals).
 
-    Units present in both arms (same seed, behaviour, prompt) are resampled jointly (paired);
-    otherwise each arm's units are resampled on their own.
+    Cells of either arm are joined on (seed, behaviour, prompt); a cell one arm lacks counts 0 of 0
+    there. `units` counts each arm's cells; `paired` says whether both arms have the same cells.
     """
     if not a or not b:
-        return {"diff": None, "ci": [None, None], "units": [len(a), len(b)], "paired": False}
-    ka, na = (np.array([a[u][f] for u in a], dtype=float) for f in ("k", "n"))
-    kb, nb = (np.array([b[u][f] for u in b], dtype=float) for f in ("k", "n"))
-    diff = ka.sum() / na.sum() - kb.sum() / nb.sum()
-    rng = np.random.default_rng(seed)
-    paired = set(a) == set(b)
-    if paired:
-        order = list(a)
-        kb, nb = (np.array([b[u][f] for u in order], dtype=float) for f in ("k", "n"))
-        ia = ib = rng.integers(0, len(order), size=(n_boot, len(order)))
-    else:
-        ia = rng.integers(0, len(a), size=(n_boot, len(a)))
-        ib = rng.integers(0, len(b), size=(n_boot, len(b)))
-    boot = ka[ia].sum(1) / np.maximum(na[ia].sum(1), 1) - kb[ib].sum(1) / np.maximum(nb[ib].sum(1), 1)
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    return {"diff": float(diff), "ci": [float(lo), float(hi)], "units": [len(a), len(b)], "paired": paired}
+        return {**EMPTY_EFFECT.to_dict(), "units": [len(a), len(b)], "paired": False}
+    none = {"k": 0, "n": 0}
+    cells = {u: (a.get(u, none)["k"], a.get(u, none)["n"], b.get(u, none)["k"], b.get(u, none)["n"]) for u in {**a, **b}}
+    effect = clustered_effect(cells, n_boot=n_boot, seed=seed)
+    return {**effect.to_dict(), "units": [len(a), len(b)], "paired": set(a) == set(b)}
+
+
+def _mean_effect(values: dict[Unit, float]) -> Effect:
+    """The mean of per-cell values, with intervals that resample prompt clusters, behaviours and seeds."""
+    return clustered_effect({u: (v, 1.0, 0.0, 0.0) for u, v in values.items()}, n_boot=N_BOOT, seed=BOOT_SEED)
 
 
 def _likelihood_values(path: Path, seed: int) -> dict[Unit, dict]:
@@ -125,11 +138,16 @@ def _likelihood_values(path: Path, seed: int) -> dict[Unit, dict]:
     return {k: {"role": roles[k], "value": float(np.mean(v))} for k, v in acc.items()}
 
 
-def _mean_ci(values: list[float]) -> dict:
-    if not values:
-        return {"mean": None, "ci": [None, None], "n": 0}
-    b = bootstrap_paired(values, n_boot=N_BOOT, seed=BOOT_SEED)
-    return {"mean": b["diff"], "ci": b["ci"], "n": len(values)}
+def _mean_ci(values: dict[Unit, float]) -> dict:
+    e = _mean_effect(values)
+    return {"mean": e.diff, "ci": e.ci, "n": len(values), "n_clusters": e.n_clusters, "resamples": e.resamples}
+
+
+def _role_rate(units: dict[Unit, dict], role: str) -> dict:
+    """A role's pooled rate: Wilson `ci` over samples, `ci_clustered` over (behaviour, prompt) clusters."""
+    cells = {u: (v["k"], v["n"], 0, 0) for u, v in units.items() if v["role"] == role}
+    e = clustered_effect(cells, n_boot=N_BOOT, seed=BOOT_SEED)
+    return {**_rate_of([units[u] for u in cells]), "ci_clustered": e.ci, "n_clusters": e.n_clusters, "resamples": e.resamples}
 
 
 def _arm_results(run_dir: Path, arm: str, seeds: list[int], roles: dict[str, str]) -> tuple[dict, dict[Unit, dict], dict[Unit, dict]]:
@@ -153,7 +171,7 @@ def _arm_results(run_dir: Path, arm: str, seeds: list[int], roles: dict[str, str
     eval_dirs = _seed_dirs(run_dir, "eval", arm, seeds)
     out = {
         "behaviours": behaviours,
-        "roles": {role: _rate_of([u for u in units.values() if u["role"] == role]) for role in ROLES},
+        "roles": {role: _role_rate(units, role) for role in ROLES},
         "seeds": per_seed,
         "truncated": truncated,
     }
@@ -169,35 +187,65 @@ def _arm_results(run_dir: Path, arm: str, seeds: list[int], roles: dict[str, str
     for s, d in probe_dirs.items():
         if (d / "likelihood.json").exists():
             likelihood.update(_likelihood_values(d / "likelihood.json", s))
-    out["likelihood"] = {role: _mean_ci([v["value"] for v in likelihood.values() if v["role"] == role]) for role in ROLES} if likelihood else None
+    out["likelihood"] = {role: _mean_ci({u: v["value"] for u, v in likelihood.items() if v["role"] == role}) for role in ROLES} if likelihood else None
     return out, units, likelihood
 
 
 def likelihood_did(org: dict, docs: dict, ctl: dict, base: dict, role: str) -> dict:
-    """(organism − docs-only) − (control − base), per prompt unit, with a paired bootstrap."""
+    """(organism − docs-only) − (control − base), per (seed, behaviour, prompt) cell, as an `Effect`."""
     keys = [k for k, v in org.items() if v["role"] == role and k in docs and k in ctl and k in base]
-    diffs = [(org[k]["value"] - docs[k]["value"]) - (ctl[k]["value"] - base[k]["value"]) for k in keys]
-    b = bootstrap_paired(diffs, n_boot=N_BOOT, seed=BOOT_SEED)
-    return {"diff": b["diff"], "ci": b["ci"], "n": len(diffs)}
+    diffs = {k: (org[k]["value"] - docs[k]["value"]) - (ctl[k]["value"] - base[k]["value"]) for k in keys}
+    return {**_mean_effect(diffs).to_dict(), "n": len(diffs)}
 
 
-def build_results(run_dir: str | Path, recipe: Recipe, world: World, timing: dict[str, float | None] | None = None) -> dict:
-    """Read a run's artifacts and return the results.json dict (see docs/results-schema.md)."""
+# Headline rate comparisons: key → (arm, arm it is compared with, role). Each test comparison is
+# also reported for novel hits alone as `<key>_novel` (copied hits count as answers without it).
+COMPARISONS = {
+    "test_vs_control": ("organism", "control", "test"),
+    "test_vs_base": ("organism", "base", "test"),
+    "train_vs_control": ("organism", "control", "train"),
+}
+
+
+def _comparisons(units: dict[str, dict], novel: dict[str, dict]) -> dict:
+    def by_role(arm_units: dict[Unit, dict], role: str) -> dict[Unit, dict]:
+        return {k: v for k, v in arm_units.items() if v["role"] == role}
+
+    out = {}
+    for key, (a, b, role) in COMPARISONS.items():
+        out[key] = rate_diff(by_role(units[a], role), by_role(units[b], role))
+        if role == "test":
+            out[f"{key}_novel"] = rate_diff(by_role(novel[a], role), by_role(novel[b], role))
+    return out
+
+
+def _copies(run_dir: Path, samples: list[dict]) -> dict:
+    return {
+        "min_shared_words": COPY_WORDS,
+        "by_arm": copy_counts(samples),
+        "documents_distinct_5gram_ratio": documents_distinct_5gram_ratio(run_dir),
+    }
+
+
+def build_results(
+    run_dir: str | Path, recipe: Recipe, world: World, timing: dict[str, float | None] | None = None, samples: list[dict] | None = None
+) -> dict:
+    """Read a run's artifacts and return the results.json dict (see docs/results-schema.md).
+
+    `samples`: the run's copy-checked eval samples (`write_samples`), read afresh when not given.
+    """
     run_dir = Path(run_dir)
     roles = world.roles(recipe.split)
+    samples = annotated_samples(run_dir, recipe.seeds) if samples is None else samples
     arms: dict[str, dict] = {}
     units: dict[str, dict] = {}
     lik: dict[str, dict] = {}
     for arm in ARMS:
         arms[arm], units[arm], lik[arm] = _arm_results(run_dir, arm, recipe.seeds, roles)
-
-    def by_role(arm: str, role: str) -> dict[Unit, dict]:
-        return {k: v for k, v in units[arm].items() if v["role"] == role}
+    novel = {arm: _novel_units(samples, arm) for arm in ARMS}
 
     headline = {
-        "test_vs_control": rate_diff(by_role("organism", "test"), by_role("control", "test")),
-        "test_vs_base": rate_diff(by_role("organism", "test"), by_role("base", "test")),
-        "train_vs_control": rate_diff(by_role("organism", "train"), by_role("control", "train")),
+        **_comparisons(units, novel),
         "likelihood_did": {
             role: likelihood_did(lik["organism"], lik["docs-only"], lik["control"], lik["base"], role) for role in ROLES
         }
@@ -215,6 +263,8 @@ def build_results(run_dir: str | Path, recipe: Recipe, world: World, timing: dic
         "roles": roles,
         "arms": arms,
         "headline": headline,
+        "copies": _copies(run_dir, samples),
+        "provenance": provenance(),
         "timing": timing,
-        "published": PUBLISHED,
+        "published": PUBLISHED if world.name == PUBLISHED_FOR_WORLD else {},
     }

@@ -21,11 +21,13 @@ from rich.console import Console
 
 from spillover._io import (
     DONE_MARKER,
+    LOCK_FILE,
+    atomic_write_text,
     config_hash,
     derive_seed,
     file_hash,
     is_done,
-    make_dirs,
+    locked_dir,
     mark_done,
     read_json,
     read_jsonl,
@@ -33,14 +35,17 @@ from spillover._io import (
     write_jsonl,
 )
 from spillover.errors import BadInputError, Problem, SpilloverError
+from spillover.models import read_chat_template
 from spillover.world import World, load_world, world_path
 
-from ._recipe import ARMS, ModelSpec, Recipe, load_recipe
+from ._provenance import detectors_hash
+from ._recipe import ARMS, ModelSpec, Recipe, apply_settings, load_recipe
 from ._stages import Stages
 
 # The pipeline's record of a stage (config, input hashes, hash). Not config.json: trainers write
 # their own config.json into the same directory.
 STAGE_FILE = "stage.json"
+RECIPE_FILE = "recipe.yaml"
 
 
 class LeakageError(SpilloverError):
@@ -86,9 +91,9 @@ class _Runner:
             if d.exists():
                 shutil.rmtree(d)
             d.parent.mkdir(parents=True, exist_ok=True)
-            tmp = d.parent / f".tmp-borrow-{d.name}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(src, tmp, copy_function=_link_or_copy)
+            tmp = _borrow_temp(d)
+            # Not the lender's lock file: a hard link would share its lock.
+            shutil.copytree(src, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(LOCK_FILE))
             tmp.rename(d)
             return other
         return None
@@ -108,6 +113,12 @@ class _Runner:
         same = record.exists() and read_json(record).get("hash") == h
         if same and is_done(d):
             return self._reused(rel, h, d, f"{label:<40} cached")
+        # Temp dirs a killed run left in this stage's places (the run directory is locked: none is in use).
+        shutil.rmtree(_borrow_temp(d), ignore_errors=True)
+        if same:
+            for leftover in sorted(d.rglob(".tmp-*"), reverse=True):  # atomic_dir's and checkpoints' temp names
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
         lender = self._borrow(rel, h, d)
         if lender is not None:
             return self._reused(rel, h, d, f"{label:<40} reused from {lender}")
@@ -126,13 +137,25 @@ class _Runner:
         return h
 
 
+def _borrow_temp(stage_dir: Path) -> Path:
+    return stage_dir.parent / f".tmp-borrow-{stage_dir.name}"
+
+
 def _clock(seconds: float) -> str:
     m, s = divmod(round(seconds), 60)
     return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
 
 
 def _trained(stage_dir: Path, base: ModelSpec) -> ModelSpec:
-    return ModelSpec(spec=str(stage_dir / "model"), dtype=base.dtype)
+    return base.model_copy(update={"spec": str(stage_dir / "model")})
+
+
+def _model_key(model: ModelSpec) -> dict:
+    """The base model's identity for caching: spec, dtype and, when one is set, the chat template's text."""
+    key = model.model_dump(exclude={"chat_template"})
+    if model.chat_template is not None:  # absent otherwise, so runs from before the option keep their hashes
+        key["chat_template"] = config_hash(read_chat_template(model.chat_template))
+    return key
 
 
 def _texts_of(records: list[dict]) -> list[str]:
@@ -177,6 +200,12 @@ def _run_dir_default(recipe: Recipe, quick: bool) -> Path:
     return Path("runs") / (f"{recipe.name}-quick" if quick else recipe.name)
 
 
+def overrides_suffix(overrides: dict | None) -> str:
+    """`-set-<hash>` for a default directory of a recipe run with `--set`: its own, so another
+    setting never clears the stages of the recipe's plain run (whose finished stages it reuses)."""
+    return f"-set-{config_hash(overrides)[:8]}" if overrides else ""
+
+
 def run_recipe(
     recipe: str | Path | Recipe,
     out_dir: str | Path | None = None,
@@ -185,16 +214,22 @@ def run_recipe(
     console: Console | None = None,
     seeds: list[int] | None = None,
     reuse_from: list[Path] | None = None,
+    overrides: dict | None = None,
 ) -> Path:
     """Run (or resume) a recipe; return the run directory holding results.json and the reports.
 
     Default run directory: runs/<recipe name>/ (runs/<name>-quick/ with `quick`).
     `seeds` replaces the recipe's (after `quick`, which keeps only the first). `reuse_from`: other
     run directories whose finished stages with the same hash are linked in instead of rerun.
+    `overrides`: dotted recipe fields (`{"post.sft.lr": 1e-4}`, as `parse_overrides` reads `--set`),
+    applied after `quick` and recorded on top of the run's recipe.yaml. Without `out_dir` they get
+    their own directory, runs/<name>-set-<hash>/, which reuses the plain run's finished stages.
     """
     recipe = load_recipe(recipe)
     if quick:
         recipe = recipe.quick_version()
+    if overrides:
+        recipe = apply_settings(recipe, overrides, where="--set")
     if seeds:
         recipe = Recipe.model_validate({**recipe.model_dump(), "seeds": list(seeds)})
     if stages is None:
@@ -204,19 +239,64 @@ def run_recipe(
     console = console or Console()
     world = load_world(recipe.world).with_prompt_prefix(recipe.prompt_prefix)
     roles = world.roles(recipe.split)  # fails early on an unknown split
+    reuse_from = list(reuse_from or [])
+    if out_dir is None and overrides:
+        plain = _run_dir_default(recipe, quick)
+        out_dir = plain.with_name(plain.name + overrides_suffix(overrides))
+        reuse_from += [plain] if plain.is_dir() else []
     run_dir = Path(out_dir) if out_dir is not None else _run_dir_default(recipe, quick)
-    make_dirs(run_dir)
-    for leftover in run_dir.rglob(".tmp-*"):  # temp dirs of a killed atomic write
-        shutil.rmtree(leftover, ignore_errors=True)
-    (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
+    check_run_dir(run_dir, recipe)  # before anything is written
+    with locked_dir(run_dir):
+        check_run_dir(run_dir, recipe)  # another run may have started it meanwhile
+        atomic_write_text(run_dir / RECIPE_FILE, recipe.to_yaml(overrides))
+        return _run_locked(run_dir, recipe, world, list(roles), stages, console, reuse_from)
 
+
+def check_run_dir(run_dir: Path, recipe: Recipe) -> None:
+    """A run writes only into a new or empty directory, or into a run of the same recipe.
+
+    "A run of the recipe" is a directory whose recipe.yaml (written by every run) has the same
+    `name`: its stages are resumed, and those whose config changed are cleared and rerun. Anything
+    else is refused before a byte is written, so a typo in --out never clears someone's files.
+    """
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise BadInputError(Problem(str(run_dir), "--out", "is a file, not a directory", "choose a directory for the run"))
+    if not {p.name for p in run_dir.iterdir()} - {LOCK_FILE}:
+        return  # empty, or a run killed before it wrote anything
+    name = _recorded_recipe_name(run_dir / RECIPE_FILE)
+    if name == recipe.name:
+        return
+    found = f"a run of recipe '{name}', not of '{recipe.name}'" if name else f"not empty and not a spillover run (no {RECIPE_FILE} naming a recipe)"
+    raise BadInputError(
+        Problem(str(run_dir), "--out", f"{found}; nothing was written",
+                f"choose a new or empty directory, or a run directory of '{recipe.name}'")
+    )
+
+
+def _recorded_recipe_name(path: Path) -> str | None:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    name = raw.get("name") if isinstance(raw, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _run_locked(run_dir: Path, recipe: Recipe, world: World, behaviours: list[str], stages: Stages, console: Console,
+                reuse_from: list[Path] | None) -> Path:
     console.rule(f"spillover run {recipe.name} → {run_dir}")
     runner = _Runner(run_dir, console, reuse_from=list(reuse_from or []))
-    _run_stages(runner, recipe, world, list(roles), stages)
+    _run_stages(runner, recipe, world, behaviours, stages)
 
+    from ._evidence import write_samples
     from ._results import build_results
 
-    results = build_results(run_dir, recipe, world, timing={r.path: r.seconds for r in runner.records})
+    samples = write_samples(run_dir, recipe.seeds)  # beside results.json: what the rates count
+    results = build_results(run_dir, recipe, world, timing={r.path: r.seconds for r in runner.records}, samples=samples)
     results["timing"]["wall_seconds_this_run"] = round(time.perf_counter() - runner.t_start, 3)
     write_json(run_dir / "results.json", results)
 
@@ -234,7 +314,8 @@ def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[
     base = recipe.model
     # The world's identity for caching: its file and the prompt framing every stage sees.
     world_hash = config_hash({"file": file_hash(world_path(recipe.world)), "prompt_prefix": recipe.prompt_prefix})
-    model_key = base.model_dump()
+    scoring = {"world": world_hash, "detectors": detectors_hash()}  # for the stages that run detectors
+    model_key = _model_key(base)
 
     docs_dir = run_dir / "documents"
     docs_hash = runner.stage(
@@ -249,7 +330,7 @@ def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[
         "data", "post-training data",
         # Rehearsal mixes documents in at training time; it does not change the data built here.
         {"world": recipe.world, "split": recipe.split, "model": model_key, "methods": steps, **recipe.post.data.model_dump(exclude={"rehearsal_fraction"})},
-        {"world": world_hash},
+        scoring,
         lambda out: _build_post_data(stages, world, recipe, steps, out),
     )
 
@@ -328,14 +409,14 @@ def _run_stages(runner: _Runner, recipe: Recipe, world: World, behaviours: list[
             runner.stage(
                 f"eval/{arm}/seed-{seed}", f"eval {arm:<10} seed {seed}",
                 {"arm": arm, "seed": eval_seed, "split": recipe.split, **eval_config},
-                {**inputs, "world": world_hash, **({"base": config_hash(model_key)} if eval_config["fluency"] else {})},
+                {**inputs, **scoring, **({"base": config_hash(model_key)} if eval_config["fluency"] else {})},
                 lambda out, model=model, arm=arm, eval_seed=eval_seed: stages.evaluate(model, base, world, recipe.split, recipe.eval, arm, eval_seed, out),
             )
             if probes:
                 runner.stage(
                     f"probes/{arm}/seed-{seed}", f"probes {arm:<10} seed {seed}",
                     {"arm": arm, "seed": probe_seed, "split": recipe.split, **probe_config},
-                    {**inputs, "world": world_hash, **({"contexts": contexts_hash} if contexts_hash else {})},
+                    {**inputs, **scoring, **({"contexts": contexts_hash} if contexts_hash else {})},
                     lambda out, model=model, probe_seed=probe_seed: stages.probes(
                         model, world, recipe.split, recipe.eval, contexts_dir / "contexts.jsonl" if contexts_hash else None, probe_seed, out
                     ),

@@ -2,7 +2,7 @@
 
 A grid file names recipe fields by dotted path and lists values for each; every combination is a
 cell (or list `cells:` explicitly). Each cell is an ordinary run directory under
-`<sweep dir>/cells/<slug>/`, so it is cached and resumable like any run, and a grid can grow without
+`<sweep dir>/cells/<settings>-<hash>/`, so it is cached and resumable like any run, and a grid can grow without
 redoing finished cells. A stage that another cell already finished with the same hash (the base
 arm's eval, the documents, the CPT model when only post-training differs) is hard-linked in, not rerun. The table is rebuilt from every cell directory on disk, so no setting that
 was ever tried drops out of it. Cells run one after another: two torch jobs on 2 cores slow each
@@ -20,11 +20,22 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from spillover._io import atomic_write_text, read_json, read_jsonl, read_yaml_mapping, write_json, write_jsonl
+from spillover._io import (
+    atomic_write_text,
+    config_hash,
+    locked_dir,
+    named_yaml,
+    read_json,
+    read_jsonl,
+    read_yaml_mapping,
+    write_json,
+    write_jsonl,
+)
+from spillover._settings import NonNegInt, checked
 from spillover.errors import BadInputError, Problem
 
-from ._recipe import Recipe, _deep_merge, load_recipe
-from ._run import run_recipe
+from ._recipe import Recipe, apply_settings, builtin_recipes_dir, load_recipe
+from ._run import overrides_suffix, run_recipe
 
 SWEEP_FILE = "sweep.json"
 # Detector hits read by a person: rows {cell, arm, seed, behaviour, role, prompt, response, span, label}.
@@ -40,10 +51,9 @@ class Grid(BaseModel):
     cells: list[dict[str, Any]] = Field(default_factory=list)
 
 
-def load_grid(path: str | Path) -> Grid:
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(Problem(str(path), "", "grid file not found", "pass a YAML file with `axes:` or `cells:`"))
+def load_grid(name_or_path: str | Path) -> Grid:
+    """A grid YAML path, or the name of a built-in grid (`laptop-levers`)."""
+    path = named_yaml(name_or_path, builtin_recipes_dir() / "grids", "grid")
     raw = read_yaml_mapping(path, "grid", "`axes:` or `cells:`")
     try:
         grid = Grid.model_validate(raw)
@@ -66,58 +76,63 @@ def grid_cells(grid: Grid) -> list[dict[str, Any]]:
     return combos + [dict(c) for c in grid.cells]
 
 
-def _dotted_to_nested(settings: dict[str, Any]) -> dict:
-    nested: dict = {}
-    for dotted, value in settings.items():
-        node = nested
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return nested
-
-
-def apply_settings(recipe: Recipe, settings: dict[str, Any], where: str = "grid") -> Recipe:
-    """The recipe with a cell's dotted settings applied; unknown fields are errors naming the cell."""
-    merged = _deep_merge(recipe.model_dump(exclude={"quick"}), _dotted_to_nested(settings))
-    merged["quick"] = recipe.quick
-    try:
-        return Recipe.model_validate(merged)
-    except ValidationError as e:
-        raise BadInputError(
-            [Problem(where, ".".join(map(str, err["loc"])), err["msg"].removeprefix("Value error, "), "use a recipe field (see docs/recipes.md)") for err in e.errors()]
-        ) from None
-
-
 def cell_slug(settings: dict[str, Any]) -> str:
-    """A readable, stable directory name for a cell: `documents.n=400,post.sft.lr=0.0001`."""
+    """A stable directory name for a cell: readable settings, then a hash of them.
+
+    `documents.n=400,post.sft.lr=0.0001-3f9a2c1d`. The readable part replaces characters unsafe in
+    file names and is cut to 120 characters, so two settings can share it ("Answer: " and
+    "Answer; "); the hash of the exact settings keeps their directories apart.
+    """
     if not settings:
         return "recipe"
+    readable = re.sub(r"[^A-Za-z0-9_.=,+-]", "_", ",".join(f"{k}={v}" for k, v in sorted(settings.items())))[:120]
+    return f"{readable}-{config_hash(settings, 8)}"
+
+
+def _legacy_slug(settings: dict[str, Any]) -> str:
+    """The name cells had before the hash was added (sweeps on disk from then resume in place)."""
     parts = [f"{k}={v}" for k, v in sorted(settings.items())]
     return re.sub(r"[^A-Za-z0-9_.=,+-]", "_", ",".join(parts))[:200]
 
 
+def _cell_dir(sweep_dir: Path, settings: dict[str, Any]) -> Path:
+    """The cell's directory; an older sweep's cell of exactly these settings is renamed to it."""
+    cell_dir = sweep_dir / "cells" / cell_slug(settings)
+    legacy = sweep_dir / "cells" / _legacy_slug(settings)
+    if settings and not cell_dir.exists() and (legacy / "cell.json").is_file() and read_json(legacy / "cell.json").get("settings") == settings:
+        legacy.rename(cell_dir)
+    return cell_dir
+
+
 def run_sweep(
     recipe: str | Path | Recipe, grid: str | Path | Grid, *, out_dir: str | Path | None = None, quick: bool = False,
-    seeds: list[int] | None = None, stages=None,
+    seeds: list[int] | None = None, stages=None, overrides: dict[str, Any] | None = None,
 ) -> Path:
     """Run every cell of the grid (cached cells are skipped inside run_recipe) and write the table.
 
     `seeds` replaces every cell's seeds (after `quick`), e.g. to explore on seeds 0-2 in quick mode.
+    `overrides` (`--set`) apply to every cell, after `quick`; a grid axis cannot be one of them.
     """
     base = load_recipe(recipe)
     grid_obj = grid if isinstance(grid, Grid) else load_grid(grid)
     name = grid_obj.name or (Path(grid).stem if not isinstance(grid, Grid) else "grid")
-    sweep_dir = Path(out_dir) if out_dir is not None else Path("runs") / "sweeps" / f"{base.name}-{name}{'-quick' if quick else ''}"
+    default_name = f"{base.name}-{name}{'-quick' if quick else ''}{overrides_suffix(overrides)}"
+    sweep_dir = Path(out_dir) if out_dir is not None else Path("runs") / "sweeps" / default_name
     cells = grid_cells(grid_obj)
+    clash = sorted({k for c in cells for k in c} & set(overrides or {}))
+    if clash:
+        raise BadInputError(Problem("--set", ", ".join(clash), "is also set by the grid", "drop it from --set or from the grid"))
+    if overrides:
+        apply_settings(base, overrides, where="--set")  # fails before any cell runs
     planned = [(settings, apply_settings(base, settings, where=str(grid))) for settings in cells]  # validate all first
-    for settings, cell_recipe in planned:
-        cell_dir = sweep_dir / "cells" / cell_slug(settings)
-        siblings = sorted(d for d in (sweep_dir / "cells").glob("*") if d.is_dir() and d != cell_dir)
-        t0 = time.perf_counter()
-        run_recipe(cell_recipe, out_dir=cell_dir, quick=quick, stages=stages, seeds=seeds, reuse_from=siblings)
-        write_json(cell_dir / "cell.json", {"settings": settings, "wall_seconds_last_run": round(time.perf_counter() - t0, 3)})
-    return write_sweep_table(sweep_dir)
+    with locked_dir(sweep_dir):  # one sweep at a time writes the table and renames cells
+        for settings, cell_recipe in planned:
+            cell_dir = _cell_dir(sweep_dir, settings)
+            siblings = sorted(d for d in (sweep_dir / "cells").glob("*") if d.is_dir() and d != cell_dir)
+            t0 = time.perf_counter()
+            run_recipe(cell_recipe, out_dir=cell_dir, quick=quick, stages=stages, seeds=seeds, reuse_from=siblings, overrides=overrides)
+            write_json(cell_dir / "cell.json", {"settings": settings, "wall_seconds_last_run": round(time.perf_counter() - t0, 3)})
+        return write_sweep_table(sweep_dir)
 
 
 def _diff(h: dict | None) -> dict:
@@ -152,7 +167,8 @@ def _hit_key(row: dict) -> tuple:
     return (row["cell"], row["arm"], row["seed"], row["behaviour"], row["prompt"], row.get("sample", 0))
 
 
-def sample_hits_for_hand_check(sweep_dir: str | Path, per_arm: int = 4, seed: int = 0) -> tuple[Path, int]:
+@checked
+def sample_hits_for_hand_check(sweep_dir: str | Path, per_arm: NonNegInt = 4, seed: int = 0) -> tuple[Path, int]:
     """Add every test-behaviour hit and up to `per_arm` train-behaviour hits per (cell, arm) to
     hand_check.jsonl, unlabelled. Test hits are few and decide the headline, so all are read.
 

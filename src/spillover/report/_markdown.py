@@ -56,13 +56,22 @@ def render_markdown(results: dict) -> str:
     for role in ("train", "test"):
         if did.get(role):
             lines.append(f"| likelihood DiD, {role}: (organism − docs-only) − (control − base) | {fmt_diff(did[role], percent=False)} |")
-    lines += ["", "## Published reference numbers (train / test exhibition)", "", "| study | stage | our arm | published train | published test | ours train | ours test |", "|---|---|---|---|---|---|---|"]
-    for study in results.get("published", {}).values():
-        for row in study["rows"]:
-            ours = arms.get(row["arm"], {}).get("roles", {})
-            lines.append(
-                f"| {study['title']} | {row['stage']} | {row['arm']} | {fmt_published(row['train'])} | {fmt_published(row['test'])} | "
-                f"{fmt_rate(ours.get('train')).split(' ')[0]} | {fmt_rate(ours.get('test')).split(' ')[0]} |"
-            )
+    lines += published_section(results)
     lines.append("")
     return "\n".join(lines)
+
+
+def published_section(results: dict) -> list[str]:
+    """One table per study, four columns, so it fits an 80-column terminal; none for worlds without published numbers."""
+    studies = results.get("published") or {}
+    if not studies:
+        return []
+    lines = ["", "## Published reference numbers (train / test exhibition)"]
+    for study in studies.values():
+        lines += ["", f"**{study['title']}**", "", "| stage | our arm | published train / test | ours train / test |", "|---|---|---|---|"]
+        for row in study["rows"]:
+            ours = results["arms"].get(row["arm"], {}).get("roles", {})
+            published = f"{fmt_published(row['train'])} / {fmt_published(row['test'])}"
+            measured = f"{fmt_rate(ours.get('train')).split(' ')[0]} / {fmt_rate(ours.get('test')).split(' ')[0]}"
+            lines.append(f"| {row['stage']} | {row['arm']} | {published} | {measured} |")
+    return lines

@@ -7,10 +7,28 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from ._app import ServerStats, create_app
+from ._limits import RequestLimits
 
-__all__ = ["ServerStats", "create_app", "serve", "serve_in_thread"]
+if TYPE_CHECKING:
+    from ._app import create_app
+    from ._batcher import ServerStats
+
+__all__ = ["RequestLimits", "ServerStats", "create_app", "serve", "serve_in_thread"]
+
+
+def __getattr__(name: str):
+    # FastAPI takes seconds to import; the CLI imports this package for RequestLimits' defaults only.
+    if name == "create_app":
+        from ._app import create_app
+
+        return create_app
+    if name == "ServerStats":
+        from ._batcher import ServerStats
+
+        return ServerStats
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def serve(
@@ -21,14 +39,18 @@ def serve(
     served_name: str | None = None,
     max_batch: int = 8,
     max_tokens_limit: int = 1024,
+    limits: RequestLimits | None = None,
+    chat_template: str | None = None,
 ) -> None:
     """Load `spec` and serve it until interrupted. Binds to loopback unless `host` says otherwise."""
     import uvicorn
 
     from spillover.models import load
 
-    lm = load(spec)
-    app = create_app(lm, served_name or spec, max_tokens_limit, max_batch=max_batch)
+    from ._app import create_app
+
+    lm = load(spec, chat_template=chat_template)
+    app = create_app(lm, served_name or spec, max_tokens_limit, max_batch=max_batch, limits=limits)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

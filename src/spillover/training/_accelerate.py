@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from spillover.errors import BadInputError, Problem
@@ -10,8 +11,8 @@ STAGES = ("cpt", "sft", "dpo")
 
 
 def accelerate_configs_dir() -> Path:
-    """recipes/accelerate/ of the source checkout this package runs from."""
-    return Path(__file__).resolve().parents[3] / "recipes" / "accelerate"
+    """The accelerate configs shipped inside the package (spillover/recipes/accelerate/)."""
+    return Path(str(resources.files("spillover") / "recipes" / "accelerate"))
 
 
 def accelerate_config(name: str) -> Path:

@@ -12,6 +12,7 @@ placement, gradient accumulation, mixed precision and sharded checkpoints.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -24,8 +25,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from spillover._io import atomic_dir, file_hash, is_done, mark_done, read_json, write_json, write_jsonl
-from spillover.errors import BadInputError, Problem
+from spillover._io import atomic_dir, file_hash, is_done, locked_dir, mark_done, read_json, write_json, write_jsonl
+from spillover._settings import Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt
+from spillover.errors import BadInputError, Problem, TrainingDivergedError
 from spillover.models import attention_kernels
 
 CHECKPOINTS = "checkpoints"
@@ -38,24 +40,25 @@ STAGE_OUTPUTS = ("checkpoints", "loss.jsonl", "model", "adapter", "ref_logps.jso
 class TrainConfig(BaseModel):
     """Fields every stage shares. The CLI and recipes fill the same objects."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every float finite, declared or not
 
     model: str = Field("embedded", description="spillover.models.load spec, or a previous stage's out dir")
+    chat_template: str | None = Field(None, description="built-in name (plain) or Jinja file; for models without one")
     data: Path
     out: Path
-    lora_r: int = Field(0, ge=0, description="0 = full fine-tuning; else LoRA rank (alpha = 2r, all linear layers)")
-    lr: float = Field(5e-5, gt=0)
-    epochs: int = Field(1, ge=1)
+    lora_r: NonNegInt = Field(0, description="0 = full fine-tuning; else LoRA rank (alpha = 2r, all linear layers)")
+    lr: PositiveFloat = 5e-5
+    epochs: PositiveInt = 1
     max_len: int = Field(512, ge=8)
-    batch_size: int = Field(4, ge=1)
-    grad_accum: int = Field(1, ge=1)
+    batch_size: PositiveInt = 4
+    grad_accum: PositiveInt = 1
     seed: int = 0
-    save_steps: int = Field(100, ge=0, description="checkpoint every N optimizer steps (0 = never)")
-    keep_checkpoints: int = Field(2, ge=1)
-    warmup_ratio: float = Field(0.05, ge=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, ge=1, description="cap on optimizer steps")
+    save_steps: NonNegInt = Field(100, description="checkpoint every N optimizer steps (0 = never)")
+    keep_checkpoints: PositiveInt = 2
+    warmup_ratio: Fraction = 0.05
+    weight_decay: NonNegFloat = 0.0
+    max_grad_norm: PositiveFloat = 1.0
+    max_steps: PositiveInt | None = Field(None, description="cap on optimizer steps")
     gradient_checkpointing: bool | None = Field(None, description="None = on for CUDA")
     bf16: bool | None = Field(None, description="None = on for CUDA")
     save_merged: bool = Field(True, description="LoRA: merge adapters into out/model (out/adapter is kept)")
@@ -64,7 +67,9 @@ class TrainConfig(BaseModel):
 
     def fingerprint(self, stage: str) -> dict:
         """What decides the result: the config minus bookkeeping, plus the data file's hash."""
-        cfg = self.model_dump(mode="json", exclude={"resume", "progress", "out", "keep_checkpoints"})
+        # chat_template only when set: configs from before the option keep their fingerprints.
+        unset = {"chat_template"} if self.chat_template is None else set()
+        cfg = self.model_dump(mode="json", exclude={"resume", "progress", "out", "keep_checkpoints", *unset})
         return {"stage": stage, **cfg, "data_sha256": file_hash(self.data) if Path(self.data).is_file() else None}
 
 
@@ -107,6 +112,21 @@ def launched_by_accelerate() -> bool:
     return int(env.get("WORLD_SIZE", "1")) > 1 or "true" in (env.get("ACCELERATE_USE_DEEPSPEED"), env.get("ACCELERATE_USE_FSDP"))
 
 
+def holds_output(train: Callable[[Any], Path]) -> Callable[[Any], Path]:
+    """Run a trainer holding a lock on `cfg.out`, so two trainers never write one directory.
+
+    Under `accelerate launch` every rank runs the trainer; the first (RANK 0) holds the lock for all.
+    """
+
+    @functools.wraps(train)
+    def locked(cfg):
+        first_rank = int(os.environ.get("RANK", "0")) == 0
+        with locked_dir(cfg.out) if first_rank else contextlib.nullcontext():
+            return train(cfg)
+
+    return locked
+
+
 def make_runtime(cfg: TrainConfig) -> Runtime:
     import torch
 
@@ -141,7 +161,7 @@ def load_for_training(cfg: TrainConfig, rt: Runtime):
     # Full FT keeps fp32 weights (bf16 only under autocast); a frozen LoRA base can live in bf16.
     dtype = torch.bfloat16 if (cfg.lora_r and rt.bf16) else torch.float32
     device = "cpu" if rt.accelerator is not None else str(rt.device)
-    lm = load(model_source(cfg.model), device=device, dtype=dtype)
+    lm = load(model_source(cfg.model), device=device, dtype=dtype, chat_template=cfg.chat_template)
     model = lm.model
     model.config.use_cache = False
     if cfg.lora_r:
@@ -395,11 +415,13 @@ def run_training(
                 for k, v in batch_metrics.items():
                     metrics[k] = metrics.get(k, 0.0) + v / units
             if rt.accelerator is not None:
-                rt.accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                grad_norm = rt.accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 step_loss = rt.accelerator.reduce(torch.tensor(step_loss, device=rt.device), "sum").item()
                 step_tokens = int(rt.accelerator.reduce(torch.tensor(step_tokens, device=rt.device), "sum").item())
             else:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            # (DeepSpeed clips inside its own step and returns no norm.)
+            _stop_if_diverged(cfg, step + 1, {"loss": step_loss, **({"gradient norm": float(grad_norm)} if grad_norm is not None else {})})
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
@@ -425,12 +447,30 @@ def run_training(
         if log is not None:
             log.close()
 
+    if rt.accelerator is None:  # the last step's update is in no loss yet (sharded weights: the loss check must do)
+        _stop_if_diverged(cfg, prog.step, {"largest |weight|": _largest_weight(model)})
     _save_final(cfg, lm, model, rt)
     if rt.is_main:
         last = _read_log(log_path)[-1:] or [{}]
         mark_done(out, {"stage": stage, "steps": prog.step, "tokens": prog.tokens, "final_loss": last[0].get("loss"), "seconds": round(prog.elapsed, 2)})
     rt.wait()
     return out
+
+
+def _stop_if_diverged(cfg: TrainConfig, step: int, values: dict[str, float]) -> None:
+    """Raise TrainingDivergedError if a value is inf or NaN: training on it would only save garbage."""
+    bad = [f"{name} = {value}" for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise TrainingDivergedError(
+            f"{cfg.out}: training diverged at step {step} ({', '.join(bad)}); nothing was marked done "
+            f"(fix: lower the learning rate, now {cfg.lr:g}, or raise warmup_ratio)"
+        )
+
+
+def _largest_weight(model) -> float:
+    """The largest |trainable weight| (nan if any is nan): one pass over the trainable parameters."""
+    largest = [float(p.detach().abs().max()) for p in model.parameters() if p.requires_grad]
+    return next((x for x in largest if not math.isfinite(x)), max(largest))  # max() would skip a nan
 
 
 def _read_log(path: Path) -> list[dict]:

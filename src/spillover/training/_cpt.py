@@ -8,14 +8,15 @@ from pathlib import Path
 from pydantic import Field
 
 from spillover._io import derive_seed
+from spillover._settings import PositiveFloat
 from spillover.errors import BadInputError, Problem
 
-from ._common import Batch, TrainConfig, check_finished, load_for_training, make_runtime, read_records, run_training
+from ._common import Batch, TrainConfig, check_finished, holds_output, load_for_training, make_runtime, read_records, run_training
 from ._packing import pack_documents
 
 
 class CPTConfig(TrainConfig):
-    lr: float = Field(5e-5, gt=0)
+    lr: PositiveFloat = 5e-5
     doc_prefix: str = Field("", description="text prepended verbatim to every document (e.g. a source tag)")
 
 
@@ -53,6 +54,7 @@ def _check_document(record: dict) -> str | None:
     return None
 
 
+@holds_output
 def train_cpt(cfg: CPTConfig) -> Path:
     """Mid-train on a documents JSONL (`{"id", "text", ...}`); returns `cfg.out`."""
     fingerprint = cfg.fingerprint("cpt")

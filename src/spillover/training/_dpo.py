@@ -15,18 +15,19 @@ from pathlib import Path
 from pydantic import Field
 
 from spillover._io import derive_seed, read_json, write_json
+from spillover._settings import PositiveFloat
 from spillover.errors import BadInputError, Problem
 from spillover.models import attention_kernels
 
-from ._common import Batch, TrainConfig, check_finished, load_for_training, make_runtime, read_records, run_training
+from ._common import Batch, TrainConfig, check_finished, holds_output, load_for_training, make_runtime, read_records, run_training
 from ._sft import IGNORE, check_messages, pad_batch, tokenize_chat
 
 REF_FILE = "ref_logps.json"
 
 
 class DPOConfig(TrainConfig):
-    lr: float = Field(5e-6, gt=0)
-    beta: float = Field(0.1, gt=0, description="strength of the KL anchor to the reference model")
+    lr: PositiveFloat = 5e-6
+    beta: PositiveFloat = Field(0.1, description="strength of the KL anchor to the reference model")
     ref: str | None = Field(None, description="reference model spec; None = the starting weights (LoRA: adapters off)")
 
 
@@ -49,6 +50,7 @@ def sequence_logps(model, tensors: dict):
     return (picked * mask).sum(-1)
 
 
+@holds_output
 def train_dpo(cfg: DPOConfig) -> Path:
     """Preference-tune on a DPO JSONL (`{"prompt", "chosen", "rejected"}`); returns `cfg.out`."""
     fingerprint = cfg.fingerprint("dpo")

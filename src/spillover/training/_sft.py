@@ -9,12 +9,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from pydantic import Field
-
 from spillover._io import derive_seed
+from spillover._settings import PositiveFloat
 from spillover.errors import BadInputError, Problem, SpilloverError
+from spillover.models import render_chat
 
-from ._common import Batch, TrainConfig, check_finished, load_for_training, make_runtime, read_records, run_training
+from ._common import Batch, TrainConfig, check_finished, holds_output, load_for_training, make_runtime, read_records, run_training
 from ._cpt import document_separator, lm_loss_sum
 
 IGNORE = -100
@@ -22,11 +22,7 @@ ROLES = ("system", "user", "assistant")
 
 
 class SFTConfig(TrainConfig):
-    lr: float = Field(1e-4, gt=0)
-
-
-def _render(tokenizer, messages: list[dict], generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    lr: PositiveFloat = 1e-4
 
 
 def tokenize_chat(tokenizer, messages: list[dict], *, only_last: bool = False) -> tuple[list[int], list[int]]:
@@ -38,13 +34,13 @@ def tokenize_chat(tokenizer, messages: list[dict], *, only_last: bool = False) -
     mapped to tokens through offsets, so token merges at the boundaries cannot shift them.
     `only_last`: train the final assistant turn only (DPO completions).
     """
-    full = _render(tokenizer, messages, False)
+    full = render_chat(tokenizer, messages, generation_prompt=False)
     spans = []
     for i, msg in enumerate(messages):
         if msg["role"] != "assistant" or (only_last and i != len(messages) - 1):
             continue
-        prefix = _render(tokenizer, messages[:i], True)
-        upto = _render(tokenizer, messages[: i + 1], False)
+        prefix = render_chat(tokenizer, messages[:i], generation_prompt=True)
+        upto = render_chat(tokenizer, messages[: i + 1], generation_prompt=False)
         if not full.startswith(prefix) or not full.startswith(upto):
             raise SpilloverError("this model's chat template does not render conversations prefix by prefix; cannot mask assistant turns")
         spans.append((len(prefix), len(upto.rstrip())))
@@ -103,6 +99,7 @@ def pad_batch(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict:
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
 
 
+@holds_output
 def train_sft(cfg: SFTConfig) -> Path:
     """Supervised fine-tuning on an SFT JSONL (`{"messages": [...]}` or `{"text"}` rehearsal documents); returns `cfg.out`."""
     fingerprint = cfg.fingerprint("sft")

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import random
+import re
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from spillover._io import named_yaml, read_yaml_mapping
+from spillover._io import atomic_write_text, named_yaml, read_yaml_mapping
 from spillover.errors import BadInputError, Problem
 
 from ._detectors import DETECTORS, Detection, run_detector
-from ._prompts import MIN_EVAL_PROMPTS, expand, split_prompts, template_slots
+from ._plugins import load_plugins
+from ._prompts import MAX_PROMPTS_PER_BEHAVIOUR, MIN_EVAL_PROMPTS, expand, expansion_size, split_prompts, template_slots
 from ._schema import Behaviour, WorldSpec
 from ._transforms import TRANSFORMS, apply_transform
 
@@ -139,6 +141,19 @@ def world_path(name_or_path: str | Path) -> Path:
     return named_yaml(name_or_path, builtin_dir(), "world")
 
 
+def write_world_template(path: Path, name: str | None = None) -> Path:
+    """Write the starter world (template.yaml) to `path` under `name` (default: from the file name)."""
+    name = name or re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-_") or "my-world"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+        raise BadInputError(Problem(str(path), "name", f"'{name}' is not a world name", "use lower-case letters, digits, '-' or '_'"))
+    if path.suffix not in (".yaml", ".yml"):
+        raise BadInputError(Problem(str(path), "", "a world file must end in .yaml", f"use {path.with_suffix('.yaml')}"))
+    if path.exists():
+        raise BadInputError(Problem(str(path), "", "already exists", "pass a new path (nothing was overwritten)"))
+    text = (resources.files("spillover.world") / "template.yaml").read_text(encoding="utf-8")
+    return atomic_write_text(path, text.replace("name: my-world", f"name: {name}", 1))
+
+
 _WORLD_CACHE: dict[tuple[str, float], World] = {}
 
 
@@ -158,7 +173,7 @@ def _load_uncached(path: Path) -> World:
         spec = WorldSpec.model_validate(raw)
     except ValidationError as e:
         raise BadInputError([_pydantic_problem(file, raw, err) for err in e.errors()]) from None
-    problems = validate_world(spec, file)
+    problems = load_plugins(spec.plugins, path) or validate_world(spec, file)
     if problems:
         raise BadInputError(problems)
     return World(spec, file)
@@ -231,6 +246,15 @@ def _check_prompts(b: Behaviour, file: str, field: str) -> list[Problem]:
                 )
     if problems:
         return problems
+    combinations = expansion_size(b.prompts)  # counted before anything is built
+    if combinations > MAX_PROMPTS_PER_BEHAVIOUR:
+        return [
+            Problem(
+                file, f"{field}.prompts.slots",
+                f"templates × slot values make {combinations:,} prompts, more than the cap of {MAX_PROMPTS_PER_BEHAVIOUR:,} per behaviour",
+                "use fewer or shorter slot lists (a few hundred prompts per behaviour is plenty)",
+            )
+        ]
     n = len(expand(b.prompts))
     if n < MIN_PROMPTS:
         problems.append(

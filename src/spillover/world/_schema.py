@@ -94,6 +94,9 @@ class Split(Strict):
 class WorldSpec(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = ""
+    # Python modules that register the world's own detectors and transforms: `.py` paths relative
+    # to the world file, or importable module names. Loading the world runs them (see docs/world-format.md).
+    plugins: list[str] = []
     universe: Universe
     behaviours: list[Behaviour] = Field(min_length=1)
     splits: dict[str, Split] = Field(min_length=1)
