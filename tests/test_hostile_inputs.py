@@ -69,7 +69,7 @@ RECIPES = [
     case("recipe-not-utf8", "run", "recipe-latin1.yaml", "--out", "r", expect="recipe-latin1.yaml: line 4: not UTF-8"),
     case("recipe-top-level-list", "run", "list.yaml", "--out", "r", expect="list.yaml: a recipe must be a YAML mapping"),
     case("recipe-seed-twice", "run", "recipe-bad-seeds.yaml", "--out", "r", expect="seeds"),
-    case("run-out-is-a-file", "run", "recipe.yaml", "--out", "afile", expect="afile: cannot write here (a file is in the way"),
+    case("run-out-is-a-file", "run", "recipe.yaml", "--out", "afile", expect="afile: --out: is a file, not a directory"),
     case("run-out-under-a-file", "run", "recipe.yaml", "--out", "afile/run", expect="cannot write here (a file is in the way"),
     case("run-seeds-not-integers", "run", "recipe.yaml", "--out", "r", "--seeds", "abc", expect="--seeds", usage=True),
     case("run-reuse-from-missing", "run", "recipe.yaml", "--out", "r", "--reuse-from", "nope", expect="no such run directory", usage=True),
