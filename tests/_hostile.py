@@ -110,7 +110,9 @@ def make_inputs(d: Path) -> None:
     (d / "afile").write_text("not a directory\n")
     (d / "somedir").mkdir()
     (d / "somedir" / "keep.txt").write_text("mine\n")
-    recipe = (REPO / "recipes" / "tiny-smoke.yaml").read_text(encoding="utf-8")
+    from spillover.pipeline import recipe_path
+
+    recipe = recipe_path("tiny-smoke").read_text(encoding="utf-8")
     (d / "recipe.yaml").write_text(recipe)
     (d / "recipe-unknown-field.yaml").write_text(recipe + "colour: blue\n")
     (d / "recipe-negative-lr.yaml").write_text(recipe.replace("cpt: {lr: 1.0e-3", "cpt: {lr: -1.0e-3"))

@@ -319,10 +319,9 @@ def test_pool_sums_rates_and_averages_numbers():
 
 
 def test_cli_run_and_report(tmp_path, monkeypatch):
+    # The real app: its top-level group turns spillover's errors into one line and exit 2.
     from spillover.cli import _run as cli_run
-    from spillover.cli import (
-        app,  # the real app: its group turns spillover's errors into exit 2
-    )
+    from spillover.cli import app
 
     monkeypatch.setattr(cli_run, "make_stages", FakeStages)
     result = CliRunner().invoke(app, ["run", "tiny-smoke", "--out", str(tmp_path / "r"), "--quick"])
