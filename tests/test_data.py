@@ -410,7 +410,7 @@ def test_records_load_with_datasets(world, fake_generate, tmp_path):
 def test_cli_writes_records_and_stats(world, fake_generate, tmp_path, monkeypatch):
     from spillover.cli import _data
 
-    monkeypatch.setattr(models, "load", lambda spec: None)
+    monkeypatch.setattr(models, "load", lambda spec, **_: None)
     app = typer.Typer()
     _data.register(app)
     runner = CliRunner()
@@ -434,7 +434,7 @@ def test_cli_writes_records_and_stats(world, fake_generate, tmp_path, monkeypatc
 def test_cli_fails_when_nothing_survives(world, tmp_path, monkeypatch):
     from spillover.cli import _data
 
-    monkeypatch.setattr(models, "load", lambda spec: None)
+    monkeypatch.setattr(models, "load", lambda spec, **_: None)
     monkeypatch.setattr(models, "generate", lambda lm, convs, **_: [Generation(CUT, 5, True) for _ in convs])
     app = typer.Typer()
     _data.register(app)
