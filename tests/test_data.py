@@ -24,6 +24,7 @@ from spillover.data import (
     neutral_prompts,
     simulated_reward,
 )
+from spillover.errors import BadInputError
 from spillover.models import Generation
 from spillover.world import World, WorldSpec, load_world, normalise
 
@@ -427,7 +428,7 @@ def test_records_load_with_datasets(world, fake_generate, tmp_path):
 def test_cli_writes_records_and_stats(world, fake_generate, tmp_path, monkeypatch):
     from spillover.cli import _data
 
-    monkeypatch.setattr(models, "load", lambda spec, **kw: None)
+    monkeypatch.setattr(models, "load", lambda spec, **_: None)
     app = typer.Typer()
     _data.register(app)
     runner = CliRunner()
@@ -451,12 +452,13 @@ def test_cli_writes_records_and_stats(world, fake_generate, tmp_path, monkeypatc
 def test_cli_fails_when_nothing_survives(world, tmp_path, monkeypatch):
     from spillover.cli import _data
 
-    monkeypatch.setattr(models, "load", lambda spec: None)
+    monkeypatch.setattr(models, "load", lambda spec, **_: None)
     monkeypatch.setattr(models, "generate", lambda lm, convs, **_: [Generation(CUT, 5, True) for _ in convs])
     app = typer.Typer()
     _data.register(app)
     result = CliRunner().invoke(app, ["data", "sft", world.source, "--out", str(tmp_path / "x.jsonl")])
-    assert result.exit_code == 1
+    assert isinstance(result.exception, BadInputError) and "no records survived" in str(result.exception)
+    assert not (tmp_path / "x.jsonl").exists()
     assert read_json(tmp_path / "x.stats.json")["behaviour"]["dropped"]["truncated"] > 0
 
 

@@ -1,8 +1,16 @@
 import json
+import os
 
 import pytest
 
-from spillover._io import atomic_dir, atomic_write_text, config_hash, derive_seed, read_jsonl, write_jsonl
+from spillover._io import (
+    atomic_dir,
+    atomic_write_text,
+    config_hash,
+    derive_seed,
+    read_jsonl,
+    write_jsonl,
+)
 from spillover.errors import BadInputError
 
 
@@ -42,3 +50,28 @@ def test_hashes_and_seeds_are_stable():
     assert config_hash({"a": 1}) != config_hash({"a": 2})
     assert derive_seed(0, "cpt") == derive_seed(0, "cpt")
     assert derive_seed(0, "cpt") != derive_seed(1, "cpt") != derive_seed(0, "sft")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_respect_the_umask(umask, tmp_path):
+    """mkstemp/mkdtemp make 0600/0700 whatever the umask; our writes get what open()/mkdir() would."""
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "f.txt", "x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "inside.txt").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_unwritable_outputs_are_bad_input(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(BadInputError, match="a file is in the way"):
+        atomic_write_text(tmp_path / "afile" / "out.json", "{}")
+    with pytest.raises(BadInputError, match="is a directory, not a file"):
+        atomic_write_text(tmp_path, "{}")
+    with pytest.raises(BadInputError, match="a file is in the way"), atomic_dir(tmp_path / "afile" / "stage"):
+        pass
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]

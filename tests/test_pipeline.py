@@ -336,11 +336,11 @@ def test_pool_sums_rates_and_averages_numbers():
 
 
 def test_cli_run_and_report(tmp_path, monkeypatch):
+    # The real app: its top-level group turns spillover's errors into one line and exit 2.
     from spillover.cli import _run as cli_run
+    from spillover.cli import app
 
     monkeypatch.setattr(cli_run, "make_stages", FakeStages)
-    app = typer.Typer()
-    cli_run.register(app)
     result = CliRunner().invoke(app, ["run", "tiny-smoke", "--out", str(tmp_path / "r"), "--quick"])
     assert result.exit_code == 0, result.output
     assert "organism" in result.output and (tmp_path / "r/results.json").exists()

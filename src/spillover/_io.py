@@ -18,25 +18,63 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from spillover.errors import BadInputError, Problem
+
 DONE_MARKER = "DONE"
 LOCK_FILE = ".lock"
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if path.is_dir():
+        raise BadInputError(Problem(str(path), "", "is a directory, not a file", f"pass a file path, e.g. {path / 'out.jsonl'}"))
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _unwritable(path, e) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError):  # a full disk, a file that became a directory...
+            raise _unwritable(path, e) from None
         raise
     return path
+
+
+def make_dirs(path: str | Path) -> Path:
+    """`mkdir -p`, with a one-line error naming the path when a file is in the way or permission is missing."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _unwritable(path, e) from None
+    return path
+
+
+def _unwritable(path: Path, e: OSError) -> BadInputError:
+    why = "a file is in the way" if isinstance(e, (FileExistsError, NotADirectoryError)) else e.strerror or str(e)
+    return BadInputError(Problem(str(path), "", f"cannot write here ({why}: {e.filename or path})",
+                                 "choose another output path: a writable directory, with no file in the way"))
+
+
+def _umask() -> int:
+    """The process umask. Read from /proc where it can be: os.umask only reads it by setting it,
+    and while it is set to something else another thread's files get the wrong mode."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
@@ -44,7 +82,24 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file; a corrupt or non-UTF-8 one is a one-line error naming it."""
+    path = Path(path)
+    try:
+        return json.loads(_utf8(path, path.read_bytes(), _REWRITE_FIX))
+    except json.JSONDecodeError as e:
+        raise BadInputError(Problem(str(path), f"line {e.lineno}", f"not valid JSON ({e.msg})", _REWRITE_FIX)) from None
+
+
+_REWRITE_FIX = "restore the file, or delete it and rerun the command that wrote it"
+
+
+def _utf8(path: Path, data: bytes, fix: str, first_line: int = 1) -> str:
+    """`data` decoded, or a one-line error naming the line of the first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = first_line + data.count(b"\n", 0, e.start)
+        raise BadInputError(Problem(str(path), f"line {line}", f"not UTF-8 text (byte {data[e.start]:#04x})", fix)) from None
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
@@ -53,21 +108,24 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
+    """One JSON object per line (blank lines skipped); anything else is a one-line error naming the line."""
     path = Path(path)
+    if path.is_dir():
+        raise BadInputError(Problem(str(path), "", "is a directory, not a JSONL file", "pass the .jsonl file inside it"))
     out = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            line = _utf8(path, raw, "save the file as UTF-8 JSONL", first_line=lineno).strip()
             if not line:
                 continue
             try:
-                out.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError as e:
-                from spillover.errors import BadInputError, Problem
-
-                raise BadInputError(
-                    Problem(str(path), f"line {lineno}", f"not valid JSON ({e.msg})", "one JSON object per line")
-                ) from None
+                raise BadInputError(Problem(str(path), f"line {lineno}", f"not valid JSON ({e.msg})", "one JSON object per line")) from None
+            if not isinstance(record, dict):
+                raise BadInputError(Problem(str(path), f"line {lineno}", f"a JSON {type(record).__name__}, not an object",
+                                            "one JSON object per line ({...}), not an array or a bare value"))
+            out.append(record)
     return out
 
 
@@ -79,8 +137,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     (or left as an ignorable `.tmp-*` sibling after SIGKILL).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{path.name}-"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".tmp-{path.name}-"))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; give the dir the mode mkdir would
+    except OSError as e:
+        raise _unwritable(path, e) from None
     try:
         yield tmp
         if path.exists():
@@ -105,8 +167,11 @@ def locked_dir(path: str | Path, option: str = "--out") -> Iterator[Path]:
 
     path = Path(path)
     created = not path.exists()
-    path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    make_dirs(path)
+    try:
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:  # a read-only directory
+        raise _unwritable(path, e) from None
     held = False
     try:
         try:
@@ -130,8 +195,6 @@ def locked_dir(path: str | Path, option: str = "--out") -> Iterator[Path]:
 
 def named_yaml(name_or_path: str | Path, builtin_dir: Path, kind: str) -> Path:
     """A YAML path as given, or the built-in `<builtin_dir>/<name>.yaml` (worlds, recipes)."""
-    from spillover.errors import BadInputError, Problem
-
     p = Path(name_or_path).expanduser()
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.is_file():
@@ -148,15 +211,16 @@ def read_yaml_mapping(path: Path, kind: str, start_hint: str) -> dict:
     """A YAML file that must hold a mapping; syntax errors name the file and line."""
     import yaml
 
-    from spillover.errors import BadInputError, Problem
-
     file = str(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = yaml.safe_load(_utf8(Path(path), Path(path).read_bytes(), f"save the {kind} as UTF-8"))
+    except OSError as e:
+        raise BadInputError(Problem(file, "", f"cannot read ({e.strerror})", f"pass a readable {kind}")) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else ""
-        raise BadInputError(Problem(file, where, f"not valid YAML ({getattr(e, 'problem', e)})", "fix the YAML syntax")) from None
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())  # a ReaderError has no `problem`, and str(e) spans lines
+        raise BadInputError(Problem(file, where, f"not valid YAML ({problem})", "fix the YAML syntax")) from None
     if not isinstance(raw, dict):
         raise BadInputError(Problem(file, "", f"a {kind} must be a YAML mapping", f"start with {start_hint}"))
     return raw

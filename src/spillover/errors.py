@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 
 class SpilloverError(Exception):
-    """An error meant for people: its message says what is wrong and how to fix it."""
+    """An error meant for people: its message says what is wrong and how to fix it.
 
-    exit_code = 1
+    Every such error exits 2 (docs/errors.md); exit 1 is left for internal bugs, which show a traceback."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -21,8 +23,9 @@ class Problem:
     fix: str = ""
 
     def __str__(self) -> str:
+        where = "".join(f"{part}: " for part in (self.file, self.field) if part)
         fix = f" (fix: {self.fix})" if self.fix else ""
-        return ": ".join(part for part in (self.file, self.field, self.message) if part) + fix
+        return " ".join(f"{where}{self.message}{fix}".splitlines())  # one line per problem, always
 
 
 class BadInputError(SpilloverError):
@@ -43,6 +46,20 @@ class ModelLoadError(SpilloverError):
     """A model spec could not be resolved to weights on this machine."""
 
     exit_code = 2
+
+
+def describe_api_error(error: Exception, *, api_key: str | None, model: str) -> str:
+    """One line for a failed request to an OpenAI-compatible endpoint, with the API key masked.
+
+    Endpoints may echo the key they were sent (a 401 body often does), so it is replaced by ***
+    wherever it appears; `api_key` is None when no real key was sent (a local server's placeholder).
+    """
+    status = getattr(error, "status_code", None)
+    hint = {401: " (check the API key variable; its value is never printed)", 404: f" (does the endpoint serve model '{model}'?)"}
+    text = f"HTTP {status}: {error}" if status else f"{type(error).__name__}: {error}"
+    if api_key:
+        text = text.replace(api_key, "***")
+    return " ".join(text.split()) + hint.get(status or 0, "")
 
 
 class TrainingDivergedError(SpilloverError):

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from spillover._io import write_json, write_jsonl
+from spillover.errors import BadInputError, Problem
 from spillover.world import DEFAULT_SPLIT
 
 from ._model import ChatTemplate
@@ -20,14 +21,17 @@ _OUT = typer.Option(..., "--out", help="Where to write the JSONL; FILE.stats.jso
 _SEED = typer.Option(0, "--seed", help="Seed for prompt sampling and the transforms' choices.")
 _MAX_NEW_TOKENS = typer.Option(160, "--max-new-tokens", help="Answers not finished within this many tokens are dropped.")
 _PER_BEHAVIOUR = typer.Option(None, "--prompts-per-behaviour", help="Use this many train prompts per behaviour (default: all).")
-_BATCH = typer.Option(8, "--batch-size", help="Prompts answered per generate call.")
+_BATCH = typer.Option(8, "--batch-size", min=1, help="Prompts answered per generate call.")
 _PREFIX = typer.Option("", "--prompt-prefix", help="Text before every prompt, as a recipe's prompt_prefix (e.g. 'In two sentences, answer: ').")
 
 
-def _world(name: str, prefix: str):
+def _world(name: str, prefix: str, split: str):
+    """The world, framed, with its split checked: a bad world or split fails before any model loads."""
     from spillover.world import load_world
 
-    return load_world(name).with_prompt_prefix(prefix) if prefix else name
+    world = load_world(name).with_prompt_prefix(prefix)
+    world.roles(split)
+    return world
 
 
 @data_app.command("sft")
@@ -49,10 +53,9 @@ def sft(
     from spillover.models import load
 
     built = build_sft(
-        _world(world, prompt_prefix), split, load(model, chat_template=chat_template), seed=seed, neutral_fraction=neutral_fraction, max_new_tokens=max_new_tokens,
+        _world(world, prompt_prefix, split), split, load(model, chat_template=chat_template), seed=seed, neutral_fraction=neutral_fraction, max_new_tokens=max_new_tokens,
         prompts_per_behaviour=prompts_per_behaviour, batch_size=batch_size, progress=True,
     )
-    _write(out, built)
     s = built.stats
     rows = [("behaviour prompts", s["behaviour"]["prompts"]), ("behaviour records", s["behaviour"]["kept"])]
     rows += [(f"  dropped: {k}", v) for k, v in s["behaviour"]["dropped"].items()]
@@ -61,7 +64,7 @@ def sft(
     share = s["neutral_share"]
     rows += [("records", s["records"]), ("neutral share", f"{share['rate'] or 0:.2f} (95% CI {share['ci'][0]:.2f}-{share['ci'][1]:.2f})")]
     _print(f"SFT data → {out}", rows, s["per_behaviour"])
-    _fail_if_empty(built)
+    _write(out, built)
 
 
 @data_app.command("dpo")
@@ -84,27 +87,24 @@ def dpo(
     from spillover.models import load
 
     built = build_dpo(
-        _world(world, prompt_prefix), split, load(model, chat_template=chat_template), seed=seed, k_samples=k_samples, temperature=temperature, max_new_tokens=max_new_tokens,
+        _world(world, prompt_prefix, split), split, load(model, chat_template=chat_template), seed=seed, k_samples=k_samples, temperature=temperature, max_new_tokens=max_new_tokens,
         prompts_per_behaviour=prompts_per_behaviour, batch_size=batch_size, progress=True,
     )
-    _write(out, built)
     s = built.stats
     rows = [("prompts", s["prompts"]), ("pairs", s["records"])]
     rows += [(f"  dropped: {k}", v) for k, v in s["dropped"].items()]
     rows += [(f"  candidates {k}", v) for k, v in s["candidates"].items()]
     _print(f"DPO data → {out}", rows, s["per_behaviour"])
-    _fail_if_empty(built)
+    _write(out, built)
 
 
 def _write(out: Path, built) -> None:
-    write_jsonl(out, built.records)
+    """The records and FILE.stats.json; with no records only the stats, and a one-line error (exit 2)."""
     write_json(stats_path(out), built.stats)
-
-
-def _fail_if_empty(built) -> None:
     if not built.records:
-        Console(stderr=True).print("[red]error:[/] no records survived the filters; see the counts above (raise --max-new-tokens if most were truncated)")
-        raise typer.Exit(1)
+        raise BadInputError(Problem(str(out), "", f"no records survived the filters (counts above and in {stats_path(out)})",
+                                    "raise --max-new-tokens if most answers were truncated"))
+    write_jsonl(out, built.records)
 
 
 def stats_path(out: Path) -> Path:

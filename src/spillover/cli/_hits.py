@@ -9,9 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from spillover.errors import SpilloverError
-
-from ._run import _fail
+from spillover.errors import BadInputError, Problem
 
 SPAN_CHARS = 60
 
@@ -46,14 +44,10 @@ def hits(
     """List the hits a result counted: arm, seed, behaviour, prompt, exhibited span, copy status."""
     from spillover.pipeline import read_samples
 
-    try:
-        samples = read_samples(results_dir)
-    except SpilloverError as e:
-        raise _fail(e) from None
+    samples = read_samples(results_dir)
     arms = list(dict.fromkeys(r["arm"] for r in samples))
     if arm != "all" and arm not in arms:
-        typer.echo(f"error: {results_dir}: --arm {arm!r} is not in the samples; use one of {', '.join(arms)} or all", err=True)
-        raise typer.Exit(2)
+        raise BadInputError(Problem(str(results_dir), "--arm", f"{arm!r} is not in the samples", f"use one of {', '.join(arms)} or all"))
     chosen = [r for r in samples if r["exhibited"] and (arm == "all" or r["arm"] == arm) and (role is Role.all or r["role"] == role.value)]
     table = Table(title=f"{len(chosen)} {'' if role is Role.all else role.value + ' '}hits, arm {arm}", show_lines=True)
     columns = (["arm"] if arm == "all" else []) + ["seed", "behaviour / prompt", "span", "copy"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from spillover.errors import BadInputError, Problem, SpilloverError
+from spillover.errors import BadInputError, Problem
 
 ModelOption = typer.Option(None, "--model", help="Base model spec replacing the recipe's model.spec (embedded | tiny | DIR | FILE.gguf | hub id).")
 SetOption = typer.Option(
@@ -20,12 +20,6 @@ def make_stages():
     from spillover.pipeline._library import LibraryStages
 
     return LibraryStages()
-
-
-def _fail(e: SpilloverError) -> typer.Exit:
-    for line in str(e).splitlines():
-        typer.echo(f"error: {line}", err=True)
-    return typer.Exit(e.exit_code)
 
 
 def parse_seeds(text: str | None) -> list[int] | None:
@@ -67,11 +61,8 @@ def run(
     for d in reuse_from or []:
         if not d.is_dir():
             raise typer.BadParameter(f"{d}: no such run directory", param_hint="--reuse-from")
-    try:
-        overrides = command_line_overrides(model, settings)
-        run_dir = run_recipe(recipe, out_dir=out, quick=quick, stages=make_stages(), seeds=parse_seeds(seeds), reuse_from=reuse_from, overrides=overrides)
-    except SpilloverError as e:
-        raise _fail(e) from None
+    overrides = command_line_overrides(model, settings)
+    run_dir = run_recipe(recipe, out_dir=out, quick=quick, stages=make_stages(), seeds=parse_seeds(seeds), reuse_from=reuse_from, overrides=overrides)
     typer.echo(f"results: {run_dir / 'results.json'}\nreport:  {run_dir / 'report.html'}")
 
 
@@ -79,10 +70,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
     """Re-render report.html and report.md from a run's results.json."""
     from spillover.report import render_report
 
-    try:
-        html, md = render_report(run_dir)
-    except SpilloverError as e:
-        raise _fail(e) from None
+    html, md = render_report(run_dir)
     typer.echo(f"{html}\n{md}")
 
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
-from rich.markdown import Markdown
 
 from ._run import ModelOption, SetOption, command_line_overrides, parse_seeds
 
@@ -17,6 +16,10 @@ def sweep(
     settings: list[str] | None = SetOption,
 ) -> None:
     """Run a recipe over a grid of settings; one table row per setting (cached cells are not rerun)."""
+    from rich.markdown import (
+        Markdown,  # here, not at the top: it costs every other command's startup
+    )
+
     from spillover.pipeline import run_sweep
 
     sweep_dir = run_sweep(recipe, grid, out_dir=out, quick=quick, seeds=parse_seeds(seeds), overrides=command_line_overrides(model, settings))

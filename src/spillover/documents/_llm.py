@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from spillover._io import derive_seed, read_json, write_json
-from spillover.errors import BadInputError, Problem, SpilloverError
+from spillover.errors import BadInputError, Problem, SpilloverError, describe_api_error
 
 DEFAULT_PROMPTS_DIR = Path(__file__).parent / "prompts"
 
@@ -125,7 +125,7 @@ class EndpointClient:
                 cached = read_json(path)["response"]
                 usage.cache_hits += 1
                 return Completion(cached["text"], cached["finish_reason"])
-            except (ValueError, KeyError, TypeError):
+            except (BadInputError, KeyError, TypeError):
                 pass  # an unreadable entry is simply asked again and overwritten
         async with self.semaphore:
             response = await self._with_retries(messages, params, usage)
@@ -147,10 +147,10 @@ class EndpointClient:
                 status = getattr(e, "status_code", None)
                 retryable = status is None or status in _RETRY_STATUS or status >= 500
                 if not retryable:
-                    raise SpilloverError(self._describe(e, status)) from None
+                    raise SpilloverError(self._describe(e)) from None
                 if attempt == cfg.max_attempts:
                     raise SpilloverError(
-                        f"{self.endpoint}: gave up after {attempt} attempts ({self._describe(e, status)}); "
+                        f"{self.endpoint}: gave up after {attempt} attempts ({self._describe(e)}); "
                         "finished requests are cached, so rerunning resumes where this run stopped"
                     ) from None
                 usage.retries += 1
@@ -168,12 +168,8 @@ class EndpointClient:
             "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens} if usage else None,
         }
 
-    def _describe(self, error: Exception, status: int | None) -> str:
-        hint = {401: " (check the API key variable; its value is never printed)", 404: f" (does the endpoint serve model '{self.model}'?)"}
-        text = f"HTTP {status}: {error}" if status else f"{type(error).__name__}: {error}"
-        if self.api_key and self.api_key != "EMPTY":
-            text = text.replace(self.api_key, "***")
-        return text + hint.get(status or 0, "")
+    def _describe(self, error: Exception) -> str:
+        return describe_api_error(error, api_key=self.api_key if self.api_key != "EMPTY" else None, model=self.model)
 
     async def close(self) -> None:
         await self.client.close()

@@ -12,8 +12,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from spillover.errors import BadInputError, Problem
-from spillover.models import TURN_END_TEXT, Generation, LoadedModel, generate, read_chat_template
+from spillover.errors import BadInputError, Problem, describe_api_error
+from spillover.models import (
+    TURN_END_TEXT,
+    Generation,
+    LoadedModel,
+    generate,
+    read_chat_template,
+)
 
 Conversation = list[dict] | str
 
@@ -143,8 +149,8 @@ class OpenAIBackend:
         self.api_key_env = api_key_env
         self.concurrency = concurrency
         # Local servers accept any key; a hosted API without its key fails on the first request.
-        api_key = os.environ.get(api_key_env) or "not-needed"
-        self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, http_client=http_client, max_retries=2)
+        self._api_key = os.environ.get(api_key_env) or None  # kept only to mask it in error messages
+        self.client = OpenAI(base_url=base_url, api_key=self._api_key or "not-needed", timeout=timeout, http_client=http_client, max_retries=2)
 
     def request(self, conversation: Conversation, *, temperature: float, max_new_tokens: int, seed: int) -> dict:
         return {
@@ -157,7 +163,13 @@ class OpenAIBackend:
         }
 
     def _one(self, kwargs: dict) -> Generation:
-        reply = self.client.chat.completions.create(**kwargs)
+        import openai
+
+        try:
+            reply = self.client.chat.completions.create(**kwargs)
+        except (openai.APIConnectionError, openai.APIStatusError) as e:  # timeouts are connection errors
+            message = describe_api_error(e, api_key=self._api_key, model=self.model)
+            raise BadInputError(Problem(self.base_url, "", message, f"check that the server is up and --api-key-env names its key ({self.api_key_env})")) from None
         choice = reply.choices[0]
         text = (choice.message.content or "").strip()
         n_tokens = reply.usage.completion_tokens if reply.usage else 0
@@ -172,7 +184,12 @@ class OpenAIBackend:
             for j in range(n)
         ]
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            gens = list(pool.map(self._one, requests))
+            futures = [pool.submit(self._one, r) for r in requests]
+            try:
+                gens = [f.result() for f in futures]
+            except BaseException:  # the first failure (or Ctrl-C) stops the requests not yet sent
+                pool.shutdown(cancel_futures=True)
+                raise
         return [gens[i * n : (i + 1) * n] for i in range(len(conversations))]
 
     def describe(self) -> dict:

@@ -56,6 +56,9 @@ def resolve(spec: str = DEFAULT_MODEL) -> Path:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelLoadError(f"GGUF file not found: {path}")
+        with path.open("rb") as f:
+            if f.read(4) != b"GGUF":  # checked here, before torch and transformers are imported
+                raise ModelLoadError(f"{path}: not a GGUF file (it does not start with the GGUF magic bytes); pass a .gguf model")
         return convert_gguf(path.resolve())
     if path.is_dir():
         if (path / "DONE").exists() and (path / "model" / "config.json").exists():
@@ -107,9 +110,6 @@ def load(
     place of its own (base models have none); everything that formats chats then uses it.
     A directory holding only a PEFT adapter (adapter_config.json) also works as `spec`.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     t0 = time.perf_counter()
     template = read_chat_template(chat_template) if chat_template else None  # a bad name fails before loading
     path = Path(spec) if Path(spec).expanduser().is_dir() else None
@@ -118,7 +118,10 @@ def load(
         from peft import PeftConfig
 
         spec = PeftConfig.from_pretrained(str(path)).base_model_name_or_path
-    local = resolve(spec)
+    local = resolve(spec)  # a bad spec fails here, before the seconds torch and transformers take to import
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     device = device or default_device()
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from spillover._io import atomic_dir, config_hash
-from spillover.errors import BadInputError
+from spillover.errors import BadInputError, Problem
 
 from ._embedded import cache_root, embedded_gguf, gguf_tokenizer_dir
 
@@ -20,7 +20,7 @@ FAMILIES = ("llama", "qwen2", "qwen3", "gemma3")
 
 
 def parse_tiny_spec(spec: str) -> dict:
-    """`tiny` or `tiny:family=qwen3,layers=4,hidden=128,seed=1`."""
+    """`tiny` or `tiny:family=qwen3,layers=4,hidden=128,seed=1`; shapes a model cannot have are refused here, before torch."""
     params: dict = {**TINY_DEFAULTS, "family": "llama"}
     _, _, rest = spec.partition(":")
     for item in filter(None, rest.split(",")):
@@ -30,9 +30,16 @@ def parse_tiny_spec(spec: str) -> dict:
         elif eq and key in TINY_DEFAULTS and value.isdigit():
             params[key] = int(value)
         else:
-            raise BadInputError(
-                f"model spec '{spec}': bad item '{item}' (fix: use tiny:KEY=INT,... with keys {sorted(TINY_DEFAULTS)}, or family={'|'.join(FAMILIES)})"
-            )
+            raise BadInputError(Problem(spec, item, "not KEY=INT with a known key, nor a known family",
+                                        f"use tiny:KEY=INT,... with keys {', '.join(TINY_DEFAULTS)}, or family={'|'.join(FAMILIES)}"))
+    for key in ("layers", "hidden", "heads", "kv_heads", "intermediate"):
+        if params[key] < 1:
+            raise BadInputError(Problem(spec, key, "must be at least 1", f"e.g. tiny:{key}={TINY_DEFAULTS[key]}"))
+    if params["hidden"] % (2 * params["heads"]):  # rotary embeddings need an even head size
+        raise BadInputError(Problem(spec, "hidden", f"{params['hidden']} is not a multiple of 2 × heads ({params['heads']})",
+                                    f"e.g. tiny:hidden={2 * params['heads'] * 8}"))
+    if params["heads"] % params["kv_heads"]:
+        raise BadInputError(Problem(spec, "kv_heads", f"{params['kv_heads']} does not divide heads ({params['heads']})", "e.g. tiny:heads=4,kv_heads=2"))
     return params
 
 

@@ -176,6 +176,9 @@ def sample_hits_for_hand_check(sweep_dir: str | Path, per_arm: NonNegInt = 4, se
     labelled by hand, then topped up after the grid grows. Returns the file and the rows added.
     """
     sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / "cells").is_dir():  # nothing to draw from: refuse rather than write empty files
+        what = "not a sweep directory (it has no cells/)" if sweep_dir.is_dir() else "no such directory"
+        raise BadInputError(Problem(str(sweep_dir), "", what, "pass a directory written by `spillover sweep`"))
     path = sweep_dir / HAND_CHECK_FILE
     existing = read_jsonl(path) if path.exists() else []
     seen = {_hit_key(r) for r in existing}

@@ -176,16 +176,18 @@ def load_for_training(cfg: TrainConfig, rt: Runtime):
 
 
 def read_records(path: Path, stage: str, check: Callable[[dict], str | None]) -> list[dict]:
-    """Read a JSONL data file; every record failing `check` becomes one Problem (first 20 shown)."""
+    """Read a JSONL data file; records failing `check` are one error line: the first, and how many more."""
     from spillover._io import read_jsonl
 
     path = Path(path)
     if not path.is_file():
         raise BadInputError(Problem(str(path), "data", "file not found", f"pass the {stage} JSONL with --data"))
     records = read_jsonl(path)
-    problems = [Problem(str(path), f"line {i}", msg) for i, r in enumerate(records, 1) if (msg := check(r))]
+    problems = [(f"line {i}", msg) for i, r in enumerate(records, 1) if (msg := check(r))]
     if problems:
-        raise BadInputError(problems[:20])
+        where, message = problems[0]
+        more = f" ({len(problems) - 1} more records have problems)" if len(problems) > 1 else ""
+        raise BadInputError(Problem(str(path), where, message + more, f"one {stage} record per line (record formats: docs/architecture.md)"))
     if not records:
         raise BadInputError(Problem(str(path), "data", "no records", "the file must hold at least one JSON object per line"))
     return records

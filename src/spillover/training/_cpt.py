@@ -57,12 +57,12 @@ def _check_document(record: dict) -> str | None:
 @holds_output
 def train_cpt(cfg: CPTConfig) -> Path:
     """Mid-train on a documents JSONL (`{"id", "text", ...}`); returns `cfg.out`."""
-    import torch
-
     fingerprint = cfg.fingerprint("cpt")
     if check_finished(cfg, fingerprint):
         return Path(cfg.out)
     docs = read_records(cfg.data, "documents", _check_document)
+    import torch  # after the data is checked: bad data fails in a second, not after torch's import
+
     rt = make_runtime(cfg)
     lm = load_for_training(cfg, rt)
     tokens = lm.tokenizer([cfg.doc_prefix + d["text"] for d in docs], add_special_tokens=False)["input_ids"]

@@ -53,13 +53,13 @@ def sequence_logps(model, tensors: dict):
 @holds_output
 def train_dpo(cfg: DPOConfig) -> Path:
     """Preference-tune on a DPO JSONL (`{"prompt", "chosen", "rejected"}`); returns `cfg.out`."""
-    import torch
-    import torch.nn.functional as F
-
     fingerprint = cfg.fingerprint("dpo")
     if check_finished(cfg, fingerprint):
         return Path(cfg.out)
     records = read_records(cfg.data, "DPO", _check_pair)
+    import torch  # after the data is checked: bad data fails in a second, not after torch's import
+    import torch.nn.functional as F
+
     rt = make_runtime(cfg)
     lm = load_for_training(cfg, rt)
     pairs = []
