@@ -24,7 +24,6 @@ from spillover.data import (
     neutral_prompts,
     simulated_reward,
 )
-from spillover.errors import BadInputError
 from spillover.models import Generation
 from spillover.world import World, WorldSpec, load_world, normalise
 
