@@ -12,12 +12,12 @@ import typer
 
 from spillover.errors import SpilloverError
 
-from . import _audit, _data, _docs, _eval, _model, _run, _serve, _sweep, _train, _world
+from . import _audit, _data, _docs, _em, _eval, _model, _run, _serve, _sweep, _train, _world
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Build and audit model organisms of out-of-context generalization.")
 
 # Order is the order of the pipeline, which is the order `spillover --help` lists them in.
-for module in (_model, _world, _docs, _data, _train, _eval, _run, _sweep, _audit, _serve):
+for module in (_model, _world, _docs, _data, _em, _train, _eval, _run, _sweep, _audit, _serve):
     module.register(app)
 
 
