@@ -243,6 +243,7 @@ def test_em_recipe_errors_and_rm_recipes_still_load(tmp_path):
 
     assert recipe_organism("em-laptop") == "em" and recipe_organism("rm-biases-laptop") == "rm-biases"
     assert load_em_recipe("em-laptop").quick_version().seeds == [0]
+    assert all(load_em_recipe(name).organism == "em" for name in ("tiny-em", "gpu-em-qwen25-7b"))
     assert load_recipe("tiny-smoke").name == "tiny-smoke"
     bad = _tiny_em_recipe(tmp_path, arms=["insecure"])  # the direction needs the secure arm
     with pytest.raises(BadInputError, match="direction"):
