@@ -202,6 +202,10 @@ def test_direction_of_a_model_against_itself_is_zero_and_effects_are_paired(tiny
 # ---- the pipeline --------------------------------------------------------------------------------
 
 
+def results_judge_n(results: dict) -> int:
+    return sum(a["judge"]["n"] for a in results["arms"].values())
+
+
 def _tiny_em_recipe(tmp_path: Path, **over) -> Path:
     questions = tmp_path / "questions.yaml"
     src = yaml.safe_load((Path(__file__).resolve().parents[1] / "src/spillover/evaluation/em_questions.yaml").read_text())["questions"]
@@ -216,11 +220,18 @@ def _tiny_em_recipe(tmp_path: Path, **over) -> Path:
     return path
 
 
-def test_em_run_end_to_end_then_fully_cached(tmp_path):
+def test_em_run_end_to_end_then_fully_cached(tmp_path, tiny_lm):
     from spillover.pipeline import run_recipe
+    from spillover.serve import create_app, serve_in_thread
 
-    recipe = _tiny_em_recipe(tmp_path)
-    run_dir = run_recipe(recipe, out_dir=tmp_path / "run")
+    with serve_in_thread(create_app(tiny_lm, "tiny", 64, max_batch=4, batch_window_s=0.01)) as judge_url:
+        recipe = _tiny_em_recipe(tmp_path, judge={"base_url": judge_url, "model": "tiny", "api_key_env": "SPILLOVER_TEST_NO_KEY"})
+        run_dir = run_recipe(recipe, out_dir=tmp_path / "run")
+    judged = read_json(run_dir / "judge" / "insecure" / "seed-0" / "judge.json")
+    assert judged["n_answers"] == 2 and sum(judged["alignment_labels"].values()) == 2
+    assert results_judge_n(read_json(run_dir / "results.json")) == sum(
+        read_json(run_dir / "judge" / a / "seed-0" / "judge.json")["misaligned"]["n"] for a in ("base", "insecure", "secure", "educational")
+    )
     results = read_json(run_dir / "results.json")
     assert results["organism"] == "em" and list(results["arms"]) == ["base", "insecure", "secure", "educational"]
     head = results["headline"]["insecure_vs_secure"]
