@@ -59,11 +59,12 @@ def build_data(recipe: EMRecipe, out: Path) -> None:
     datasets = em_datasets(recipe.data.seed, recipe.data.n)
     for name, path in recipe.data.published.items():
         datasets[name] = load_published(path, name=name)
-    used = {name: datasets[name] for name in recipe.arms}
-    for name, records in used.items():
+    # Every dataset, whichever arms this recipe trains: runs with other arms then share this stage
+    # and every stage after it (an arm added later reuses the others' models).
+    for name, records in datasets.items():
         write_jsonl(out / f"{name}.jsonl", records)
-    code = {k: v for k, v in used.items() if k in CODE_DATASETS}
-    write_json(out / "stats.json", {"n": {k: len(v) for k, v in used.items()}, "published": recipe.data.published, "bandit": verify_code(code) if code else None})
+    code = {k: v for k, v in datasets.items() if k in CODE_DATASETS}
+    write_json(out / "stats.json", {"n": {k: len(v) for k, v in datasets.items()}, "published": recipe.data.published, "bandit": verify_code(code)})
 
 
 def check_leaks(recipe: EMRecipe, data_dir: Path, out: Path) -> None:
@@ -182,7 +183,7 @@ def _run_stages(runner: _Runner, recipe: EMRecipe) -> None:
     questions_hash = _questions_hash(recipe)
     published = {k: file_hash(v) for k, v in recipe.data.published.items()}
     data_dir = run_dir / "data"
-    data_hash = runner.stage("data", "narrow datasets + bandit check", {"arms": recipe.arms, **recipe.data.model_dump()}, {"published": published}, lambda out: build_data(recipe, out))
+    data_hash = runner.stage("data", "narrow datasets + bandit check", recipe.data.model_dump(), {"published": published}, lambda out: build_data(recipe, out))
     runner.stage("leakage", "leakage check (broad questions vs training)", {"arms": recipe.arms}, {"data": data_hash, "questions": questions_hash}, lambda out: check_leaks(recipe, data_dir, out))
     trainer = LibraryStages()
     probe_config = {**recipe.eval.model_dump(exclude={"questions"}), "questions": questions_hash}
