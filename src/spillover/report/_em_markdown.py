@@ -77,7 +77,7 @@ def render_em_markdown(results: dict) -> str:
     for arm, rows in results.get("evidence", {}).items():
         for r in rows:
             text = " ".join(r["response"].split())[:300]
-            lines.append(f"- **{arm}** · {r['id']}: {escape(text)}{' …(cut)' if r['truncated'] else ''}")
+            lines.append(f"- **{arm}** · {r['id']}: {escape(text, quote=False)}{' …(cut)' if r['truncated'] else ''}")
     timing = results.get("timing", {})
     lines += ["", f"stage time: {timing.get('total_stage_seconds', 0) / 60:.1f} min"]
     return "\n".join(lines) + "\n"
