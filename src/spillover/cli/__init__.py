@@ -19,6 +19,7 @@ from . import (
     _audit,
     _data,
     _docs,
+    _em,
     _eval,
     _hits,
     _model,
@@ -52,7 +53,7 @@ class _Group(TyperGroup):
 app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="Build and audit model organisms of out-of-context generalization.")
 
 # Order is the order of the pipeline, which is the order `spillover --help` lists them in.
-for module in (_model, _world, _docs, _data, _train, _eval, _run, _hits, _sweep, _audit, _serve):
+for module in (_model, _world, _docs, _data, _em, _train, _eval, _run, _hits, _sweep, _audit, _serve):
     module.register(app)
 
 

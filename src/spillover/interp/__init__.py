@@ -7,6 +7,7 @@ from ._activations import PromptPair, TokenActivations, document_means, encode, 
 from ._attribution import direction_attribution, top_positions, transcript_target
 from ._audit import AuditConfig, audit
 from ._direction import best_layer, mean_difference, probe_accuracy
+from ._em_direction import direction_effects, misalignment_direction, question_activations, split_questions
 from ._hooks import ablate, capture_residual, decoder_layers, steer
 from ._sae import SAEConfig, TopKSAE, firing_counts, fvu, train_sae
 from ._steering import ablation_sweep, evaluation_evaluator, random_direction, rate_difference, steering_sweep
@@ -25,16 +26,20 @@ __all__ = [
     "control_documents",
     "decoder_layers",
     "direction_attribution",
+    "direction_effects",
     "document_means",
     "encode",
     "evaluation_evaluator",
     "firing_counts",
     "fvu",
     "mean_difference",
+    "misalignment_direction",
     "probe_accuracy",
     "prompt_pair",
+    "question_activations",
     "random_direction",
     "rate_difference",
+    "split_questions",
     "steer",
     "steering_sweep",
     "token_activations",

@@ -1,5 +1,8 @@
 """The headline experiment: a recipe → documents, data, CPT, post-training, eval → results.json."""
 
+from ._em import run_em_recipe
+from ._em_recipe import EM_ARMS, EMRecipe, load_em_recipe, recipe_organism
+from ._em_results import build_em_results
 from ._evidence import SAMPLES_FILE, read_samples, write_samples
 from ._provenance import detectors_hash, provenance
 from ._recipe import (
@@ -27,12 +30,14 @@ from ._sweep import Grid, grid_cells, load_grid, run_sweep, sample_hits_for_hand
 
 __all__ = [
     "ARMS",
+    "EM_ARMS",
     "PROBES",
     "PUBLISHED",
     "SAMPLES_FILE",
     "CPTSpec",
     "DPOSpec",
     "DocumentsSpec",
+    "EMRecipe",
     "EvalSpec",
     "Grid",
     "LeakageError",
@@ -43,17 +48,21 @@ __all__ = [
     "Stages",
     "TrainSpec",
     "apply_settings",
+    "build_em_results",
     "build_results",
     "detectors_hash",
     "grid_cells",
     "list_recipes",
+    "load_em_recipe",
     "load_grid",
     "load_recipe",
     "parse_overrides",
     "provenance",
     "rate_diff",
     "read_samples",
+    "recipe_organism",
     "recipe_path",
+    "run_em_recipe",
     "run_recipe",
     "run_sweep",
     "sample_hits_for_hand_check",

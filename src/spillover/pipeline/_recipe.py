@@ -284,6 +284,8 @@ def load_recipe(name_or_path: str | Path | Recipe) -> Recipe:
     file = str(path)
     raw = read_yaml_mapping(path, "recipe", "`name:`, `world:`, `model:`")
     raw.setdefault("name", path.stem)
+    if raw.get("organism", "rm-biases") == "rm-biases":  # the discriminator `_em_recipe.recipe_organism` reads
+        raw.pop("organism", None)
     try:
         return Recipe.model_validate(raw)
     except ValidationError as e:

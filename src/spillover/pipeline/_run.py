@@ -161,13 +161,21 @@ def run_recipe(
 ) -> Path:
     """Run (or resume) a recipe; return the run directory holding results.json and the reports.
 
-    Default run directory: runs/<recipe name>/ (runs/<name>-quick/ with `quick`).
+    Default run directory: runs/<recipe name>/ (runs/<name>-quick/ with `quick`). A recipe with
+    `organism: em` runs the emergent-misalignment pipeline (`_em.run_em_recipe`; `stages` unused).
     `seeds` replaces the recipe's (after `quick`, which keeps only the first). `reuse_from`: other
     run directories whose finished stages with the same hash are linked in instead of rerun.
     `overrides`: dotted recipe fields (`{"post.sft.lr": 1e-4}`, as `parse_overrides` reads `--set`),
     applied after `quick` and recorded on top of the run's recipe.yaml. Without `out_dir` they get
     their own directory, runs/<name>-set-<hash>/, which reuses the plain run's finished stages.
     """
+    if not isinstance(recipe, Recipe):
+        from ._em_recipe import EMRecipe, recipe_organism
+
+        if isinstance(recipe, EMRecipe) or recipe_organism(recipe) == "em":
+            from ._em import run_em_recipe
+
+            return run_em_recipe(recipe, out_dir, quick=quick, console=console, seeds=seeds, reuse_from=reuse_from)
     recipe = load_recipe(recipe)
     if quick:
         recipe = recipe.quick_version()

@@ -16,6 +16,10 @@ def render_report(run_dir: str | Path) -> tuple[Path, Path]:
     if not results_path.is_file():
         raise BadInputError(Problem(str(run_dir), "results.json", "no results.json in this directory", "pass a run directory written by `spillover run`"))
     results = read_json(results_path)
+    if isinstance(results, dict) and results.get("organism") == "em":
+        from ._em_markdown import render_em_html, render_em_markdown
+
+        return atomic_write_text(run_dir / "report.html", render_em_html(results)), atomic_write_text(run_dir / "report.md", render_em_markdown(results))
     missing = [k for k in ("arms", "headline") if k not in results] if isinstance(results, dict) else ["arms", "headline"]
     if missing:  # a hand-edited or foreign file: say so rather than fail deep inside the renderers
         raise BadInputError(Problem(str(results_path), missing[0], "missing: not the results.json `spillover run` writes",
