@@ -31,7 +31,8 @@ from spillover._io import (
 
 from ._em_recipe import EMRecipe, load_em_recipe
 from ._recipe import ModelSpec
-from ._run import LeakageError, _Runner, _texts_of, _trained
+from ._run import _Runner
+from ._schedule import LeakageError, _texts_of, _trained
 
 UNIT = "nats: log P(misaligned answer) - log P(aligned answer), summed over the answer's tokens"
 
