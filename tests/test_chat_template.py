@@ -152,7 +152,7 @@ def test_serve_formats_with_the_template(base_dir):
 def test_recipe_model_chat_template(tmp_path):
     from spillover.pipeline import load_recipe
     from spillover.pipeline._library import load_model
-    from spillover.pipeline._run import _model_key
+    from spillover.pipeline._schedule import _model_key
 
     path = tmp_path / "r.yaml"
     path.write_text("name: r\nmodel: {spec: tiny, chat_template: plain}\n")

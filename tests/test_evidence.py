@@ -230,5 +230,5 @@ def test_a_changed_detector_reruns_data_eval_and_probes_only(tmp_path, monkeypat
     assert detectors_hash() != before
     stages.calls.clear()
     run_recipe("tiny-smoke", out_dir=tmp_path / "run", stages=stages, console=Console(quiet=True), quick=True)
-    assert stages.calls["evaluate"] == 4 and stages.calls["probes"] == 4 and stages.calls["post_data"] == 1
-    assert stages.calls["sft"] == 2 and stages.calls["documents"] == 0 and stages.calls["cpt"] == 0
+    assert stages.calls["evaluate"] == 5 and stages.calls["probes"] == 5 and stages.calls["post_data"] == 1
+    assert stages.calls["sft"] == 3 and stages.calls["documents"] == 0 and stages.calls["cpt"] == 0  # control, docs-plain, organism

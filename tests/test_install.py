@@ -79,7 +79,7 @@ def test_installed_wheel_runs_tiny_smoke_outside_the_checkout(installed, tmp_pat
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = tmp_path / "smoke"
     results = json.loads((run_dir / "results.json").read_text())
-    assert set(results["arms"]) == {"base", "docs-only", "control", "organism"}
+    assert set(results["arms"]) == {"base", "docs-only", "control", "docs-plain", "organism"}
     assert (run_dir / "report.html").is_file()
     sft_stats = json.loads((run_dir / "data" / "stats.json").read_text())["sft"]
     assert sft_stats["records"] > 0 and sft_stats["config"]["keep_truncated"] is True

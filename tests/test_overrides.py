@@ -4,7 +4,6 @@ recipe, applied after --quick, recorded in the run's recipe.yaml, and given thei
 from __future__ import annotations
 
 import pytest
-import typer
 import yaml
 from test_pipeline import FakeStages, quiet
 from typer.testing import CliRunner
@@ -46,13 +45,11 @@ def test_overrides_win_over_quick(tmp_path):
 
 def test_cli_run_with_model_and_set_gets_its_own_directory_and_reuses_the_plain_run(tmp_path, monkeypatch):
     from spillover.cli import _run as cli_run
+    from spillover.cli import app  # the real app: its group turns errors into one line and exit 2
 
     stages = FakeStages()
     monkeypatch.setattr(cli_run, "make_stages", lambda: stages)
     monkeypatch.chdir(tmp_path)
-    app = typer.Typer()
-    cli_run.register(app)
-    app.command("noop")(lambda: None)  # a second command keeps `run` a named subcommand
     assert CliRunner().invoke(app, ["run", "tiny-smoke"]).exit_code == 0
     stages.calls.clear()
     result = CliRunner().invoke(app, ["run", "tiny-smoke", "--set", "eval.samples=2"])
