@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import threading
 import time
@@ -51,7 +52,20 @@ def serve(
 
     lm = load(spec, chat_template=chat_template)
     app = create_app(lm, served_name or spec, max_tokens_limit, max_batch=max_batch, limits=limits)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+
+    class Server(uvicorn.Server):
+        """Shuts down gracefully on Ctrl-C, as uvicorn does, then reports it like every other command (exit 130)."""
+
+        interrupted = False
+
+        def handle_exit(self, sig, frame) -> None:
+            self.interrupted = self.interrupted or sig == signal.SIGINT
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    server.run()
+    if server.interrupted:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
