@@ -11,7 +11,6 @@ once.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from spillover.errors import BadInputError, Problem
@@ -28,6 +27,8 @@ from ._results import (
     collect_arms,
     headline_of,
     pool,
+    run_header,
+    with_total,
 )
 
 DEFAULT_POOL = "english-core"
@@ -91,21 +92,15 @@ def pool_folds(run_dir: Path, recipe: Recipe, world: World, splits: list[str], t
             lik.setdefault(arm, {}).update(_tagged(fold_lik[arm], i, shared=False))
             own_units.setdefault(arm, {}).update(_tagged(fold_units[arm], i, shared=arm in SHARED_ARMS))
             own_lik.setdefault(arm, {}).update(_tagged(fold_lik[arm], i, shared=arm in SHARED_ARMS))
-    timing = dict(timing)
-    timing["total_stage_seconds"] = round(sum(v for v in timing.values() if isinstance(v, (int, float)) and not math.isnan(v)), 3)
     pool_roles = world.roles(pool_split(recipe.split))
     return {
-        "recipe": recipe.name,
-        "world": world.name,
-        "split": recipe.split,
-        "model": recipe.model.spec,
-        "seeds": recipe.seeds,
+        **run_header(recipe, world),
         "roles": dict.fromkeys(pool_roles, "test"),  # each behaviour is held out in one fold
         "folds": folds,
         "arms": {arm: _pooled_arm(arm, own_units[arm], own_lik[arm], [a[arm] for a in arms_by_fold]) for arm in units},
         "headline": headline_of(units, lik),
         "per_behaviour": dict(sorted(behaviours.items())),
-        "timing": timing,
+        "timing": with_total(timing),
         "published": PUBLISHED,
     }
 

@@ -269,6 +269,18 @@ def per_behaviour(units: dict[str, dict[Unit, dict]], roles: dict[str, str], spl
     return out
 
 
+def run_header(recipe: Recipe, world: World) -> dict:
+    """The fields that open every results.json: what ran."""
+    return {"recipe": recipe.name, "world": world.name, "split": recipe.split, "model": recipe.model.spec, "seeds": recipe.seeds}
+
+
+def with_total(timing: dict[str, float | None] | None) -> dict:
+    """Stage seconds by stage path, plus their sum (stages cached this run count their first run's time)."""
+    out = dict(timing or {})
+    out["total_stage_seconds"] = round(sum(v for v in out.values() if isinstance(v, (int, float)) and not math.isnan(v)), 3)
+    return out
+
+
 def build_results(
     run_dir: str | Path, recipe: Recipe, world: World, timing: dict[str, float | None] | None = None, samples: list[dict] | None = None
 ) -> dict:
@@ -282,20 +294,14 @@ def build_results(
     arms, units, lik = collect_arms(run_dir, recipe, roles)
     novel = {arm: _novel_units(samples, arm, roles) for arm in arms}
     headline = headline_of(units, lik, novel)
-    timing = {k: v for k, v in (timing or {}).items()}
-    timing["total_stage_seconds"] = round(sum(v for v in timing.values() if isinstance(v, (int, float)) and not math.isnan(v)), 3)
     return {
-        "recipe": recipe.name,
-        "world": world.name,
-        "split": recipe.split,
-        "model": recipe.model.spec,
-        "seeds": recipe.seeds,
+        **run_header(recipe, world),
         "roles": roles,
         "arms": arms,
         "headline": headline,
         "per_behaviour": per_behaviour(units, roles, recipe.split),
         "copies": _copies(run_dir, samples),
         "provenance": provenance(),
-        "timing": timing,
+        "timing": with_total(timing),
         "published": PUBLISHED if world.name == PUBLISHED_FOR_WORLD else {},
     }
