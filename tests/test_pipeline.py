@@ -133,8 +133,10 @@ def test_recipes_kept_beside_results_still_load():
     # results/<study>/recipe.yaml is how a study reruns with public commands; it must track the schema.
     paths = sorted((REPO / "results").glob("*/recipe.yaml"))
     assert paths
+    from spillover.pipeline import load_em_recipe, recipe_organism
+
     for path in paths:
-        load_recipe(path)
+        (load_em_recipe if recipe_organism(path) == "em" else load_recipe)(path)
 
 
 def test_recipe_trainer_fields_exist_in_the_trainer_configs():

@@ -16,7 +16,7 @@ em_app = typer.Typer(no_args_is_help=True, help="Emergent misalignment: narrow d
 @em_app.command("data")
 def data(
     out: Path = typer.Option(..., "--out", help="A directory for <dataset>.jsonl and stats.json."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generated datasets (the same seed gives the same records)."),
     n: int | None = typer.Option(None, "--n", min=1, help="Examples per dataset (default: all)."),
 ) -> None:
     """Generate insecure, secure, educational, financial-risky and financial-good SFT data, and verify the code with bandit."""
