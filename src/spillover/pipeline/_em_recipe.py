@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from spillover._io import read_yaml_mapping
 from spillover.errors import BadInputError
 
-from ._recipe import ModelSpec, TrainSpec, _deep_merge, _problem, _Strict, recipe_path
+from ._recipe import ModelSpec, TrainSpec, _problem, _Strict, apply_quick, check_quick, recipe_path
 
 EM_ARMS = ("insecure", "secure", "educational", "financial-risky", "financial-good")
 ORGANISMS = ("rm-biases", "em")
@@ -82,22 +82,11 @@ class EMRecipe(_Strict):
             raise ValueError("direction needs the insecure and secure arms (add them, or set direction.enabled: false)")
         if self.judge.base_url and not self.judge.model:
             raise ValueError("judge.base_url is set but judge.model is empty")
-        if self.quick:
-            bad = set(self.quick) - set(type(self).model_fields) - {"quick"}
-            if bad:
-                raise ValueError(f"quick overrides unknown fields: {', '.join(sorted(bad))}")
-            try:
-                EMRecipe.model_validate(_deep_merge(self.model_dump(exclude={"quick"}), self.quick))
-            except ValidationError as e:
-                where = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-                raise ValueError(f"an override is invalid ({where})") from None
+        check_quick(self)
         return self
 
     def quick_version(self) -> EMRecipe:
-        merged = _deep_merge(self.model_dump(exclude={"quick"}), self.quick)
-        if "seeds" not in self.quick:
-            merged["seeds"] = merged["seeds"][:1]
-        return EMRecipe.model_validate(merged)
+        return apply_quick(self)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

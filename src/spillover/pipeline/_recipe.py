@@ -170,28 +170,40 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _quick_is_a_valid_override(self) -> Recipe:
-        if self.quick:
-            bad = set(self.quick) - set(type(self).model_fields) - {"quick"}
-            if bad:
-                raise ValueError(f"quick overrides unknown fields: {', '.join(sorted(bad))}")
-            try:
-                Recipe.model_validate(_deep_merge(self.model_dump(exclude={"quick"}), self.quick))
-            except ValidationError as e:
-                where = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-                raise ValueError(f"an override is invalid ({where})") from None
+        check_quick(self)
         return self
 
     def quick_version(self) -> Recipe:
         """The recipe `--quick` runs: the `quick:` overrides applied, and only the first seed."""
-        merged = _deep_merge(self.model_dump(exclude={"quick"}), self.quick)
-        if "seeds" not in self.quick:
-            merged["seeds"] = merged["seeds"][:1]
-        return Recipe.model_validate(merged)
+        return apply_quick(self)
 
     def to_yaml(self, overrides: dict[str, Any] | None = None) -> str:
         """The recipe as YAML; `overrides` (already applied) are listed on top as comments, for the record."""
         header = "".join(f"# --set {k}={json.dumps(v)}\n" for k, v in (overrides or {}).items())
         return header + yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def check_quick(recipe: BaseModel) -> None:
+    """A recipe's `quick:` block names only its own fields, and the recipe stays valid with it applied
+    (shared by every recipe schema that has one: the reward-model recipe and the EM recipe)."""
+    if not recipe.quick:
+        return
+    bad = set(recipe.quick) - set(type(recipe).model_fields) - {"quick"}
+    if bad:
+        raise ValueError(f"quick overrides unknown fields: {', '.join(sorted(bad))}")
+    try:
+        type(recipe).model_validate(_deep_merge(recipe.model_dump(exclude={"quick"}), recipe.quick))
+    except ValidationError as e:
+        where = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise ValueError(f"an override is invalid ({where})") from None
+
+
+def apply_quick(recipe: BaseModel):
+    """The recipe `--quick` runs: its `quick:` overrides applied, and only the first seed unless they set seeds."""
+    merged = _deep_merge(recipe.model_dump(exclude={"quick"}), recipe.quick)
+    if "seeds" not in recipe.quick:
+        merged["seeds"] = merged["seeds"][:1]
+    return type(recipe).model_validate(merged)
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
