@@ -6,7 +6,15 @@ import typer
 from typer.testing import CliRunner
 
 from spillover.errors import BadInputError
-from spillover.interp import Measurement, SAEConfig, audit, behaviour_start, decoder_layers, evaluation_evaluator, transcript_target
+from spillover.interp import (
+    Measurement,
+    SAEConfig,
+    audit,
+    behaviour_start,
+    decoder_layers,
+    evaluation_evaluator,
+    transcript_target,
+)
 from spillover.interp._gap import gap_removed
 from spillover.models import resolve
 
@@ -122,7 +130,7 @@ def test_audit_of_a_tiny_run_writes_every_key(tiny_run, rm_world):
     assert page.count("<h2>feature") == 5 and (tiny_run / "audit" / "DONE").exists()
 
 
-def test_a_rerun_with_the_same_config_reuses_the_saved_sae(tmp_path, rm_world):
+def test_a_rerun_with_the_same_config_reuses_the_saved_sae_and_another_retrains(tmp_path, rm_world):
     run = _make_run(tmp_path, rm_world)
     _write_split_stages(run, rm_world, "default")
     first = _quick(run, rm_world)
@@ -130,14 +138,10 @@ def test_a_rerun_with_the_same_config_reuses_the_saved_sae(tmp_path, rm_world):
     again = _quick(run, rm_world)
     assert again.sae.reused and again.sae.fvu == first.sae.fvu
     assert [f.index for f in again.features] == [f.index for f in first.features]
-    changed = _quick(run, rm_world, sae=TINY_SAE.model_copy(update={"steps": 31}))
+    changed = _quick(run, rm_world, sae=TINY_SAE.model_copy(update={"steps": 31}), direction_source="answers", layer=1)
     assert not changed.sae.reused and changed.sae.steps == 31
-
-
-def test_the_answers_direction_can_be_steered(tiny_run, rm_world):
-    result = _quick(tiny_run, rm_world, direction_source="answers", layer=1)
-    assert result.concept.steered == "answers" and result.layer == 1 and result.layer_chosen_by == "user"
-    assert result.probe_accuracy == result.concept.sources["answers"].probe_accuracy
+    assert changed.concept.steered == "answers" and changed.layer == 1 and changed.layer_chosen_by == "user"
+    assert changed.probe_accuracy == changed.concept.sources["answers"].probe_accuracy
 
 
 def test_a_fold_of_a_folds_run_is_audited_from_its_own_directory(tmp_path, rm_world):
@@ -152,6 +156,13 @@ def test_a_fold_of_a_folds_run_is_audited_from_its_own_directory(tmp_path, rm_wo
     assert (run / "audit" / "fold-1" / "audit.json").exists()
     assert [g.reference_arm for g in result.ablation.gap_removed] == ["docs-plain", "docs-plain"]
     assert "control" in result.ablation.note
+
+
+def test_presets_are_named_and_take_overrides():
+    from spillover.interp import AuditConfig
+
+    assert AuditConfig.preset("laptop", seed=2) == AuditConfig.laptop(seed=2) and AuditConfig.laptop().arms == ["base"]
+    assert AuditConfig.preset("default") == AuditConfig() and AuditConfig.preset("quick").max_new_tokens == 48
 
 
 def test_gap_removed_is_the_share_of_the_arm_gap_ablation_takes_away():
@@ -194,7 +205,7 @@ def test_audit_rejects_a_directory_without_models(tmp_path, rm_world):
 
 
 def test_cli_prints_the_summary(tiny_run, rm_world, monkeypatch):
-    import spillover.interp as interp
+    from spillover import interp
     from spillover.cli._audit import register
 
     real = interp.audit

@@ -93,10 +93,10 @@ class AuditConfig(BaseModel):
     samples: int | None = Field(None, ge=1, description="answers per eval prompt; None = the recipe's")
     temperature: float | None = Field(None, ge=0, description="None = the recipe's")
     max_new_tokens: int | None = Field(None, ge=1, description="None = the recipe's")
-    prompts_per_behaviour: int | None = Field(None, ge=1, description="eval prompts per behaviour per condition; None = all")
+    prompts_per_behaviour: int | None = Field(None, ge=1, description="eval prompts per behaviour per condition; None = the recipe's")
     train_behaviours: int | None = Field(None, ge=0, description="train behaviours measured per condition; None = all in play")
     n_attribution: int = Field(3, ge=0, description="transcripts attributed")
-    data_search: bool = Field(True, description="rank training texts per test behaviour (interp._data_search, when installed)")
+    data_search: bool = Field(True, description="rank training texts per test behaviour (interp._data_search, when installed; not for a fold)")
     sae: SAEConfig = SAEConfig()
 
     @classmethod
@@ -111,16 +111,22 @@ class AuditConfig(BaseModel):
 
     @classmethod
     def laptop(cls, **overrides) -> AuditConfig:
-        """The full audit of a SmolLM2-135M organism on 2 CPU cores in about 12 minutes (docs/audit.md
-        shows the estimate): six measured conditions (organism intact, concept- and random-ablated;
-        base unsteered and steered along the concept and a random direction at one strength), greedy
-        answers of ≤96 tokens to 10 eval prompts per test behaviour and one train behaviour."""
+        """The whole audit of a SmolLM2-135M organism on 2 CPU cores in 8–11 minutes before the data
+        search (estimate in docs/audit.md): six measured conditions (organism intact, concept- and
+        random-ablated; base unsteered and steered along the concept and a random direction at one
+        strength), one greedy answer of ≤96 tokens per eval prompt of the test behaviours and of one
+        train behaviour."""
         preset = {
             "arms": ["base"], "n_docs": 32, "n_answers": 32, "max_tokens": 128, "n_transcripts": 32, "n_prompts": 40, "n_features": 8,
-            "strengths": [0.0, 0.5], "steer_feature": False, "samples": 1, "temperature": 0.0, "max_new_tokens": 96, "prompts_per_behaviour": 10,
+            "strengths": [0.0, 0.5], "steer_feature": False, "samples": 1, "temperature": 0.0, "max_new_tokens": 96,
             "train_behaviours": 1, "n_attribution": 3, "sae": SAEConfig(expansion=4, k=32, steps=600),
         }
         return cls.model_validate({**preset, **overrides})
+
+    @classmethod
+    def preset(cls, name: Literal["default", "quick", "laptop"], **overrides) -> AuditConfig:
+        """A named preset (`default` is the field defaults) with `overrides` applied."""
+        return cls.model_validate(overrides) if name == "default" else getattr(cls, name)(**overrides)
 
 
 class _Clock:
@@ -207,7 +213,7 @@ def audit(
     clock.phase("attribution", "attribution")
     attribution = _attributions(inputs, organism, world, sources[config.direction_source].directions(), config, seed)
     search = None
-    if config.data_search:
+    if config.data_search and config.fold is None:  # the data search reads a single-split run's root
         clock.phase("data_search", "data search")
         search = _data_search(inputs, config, layer, log)
     result = AuditResult(
@@ -298,7 +304,7 @@ def _evaluator(world, split: str, recipe, base: LoadedModel, config: AuditConfig
         world, split, base_lm=base, samples=config.samples or settings.samples,
         temperature=settings.temperature if config.temperature is None else config.temperature,
         max_new_tokens=config.max_new_tokens or settings.max_new_tokens, seed=seed, behaviours=behaviours,
-        prompts_per_behaviour=config.prompts_per_behaviour,
+        prompts_per_behaviour=config.prompts_per_behaviour or settings.prompts_per_behaviour, batch_size=settings.batch_size,
     )
 
 
@@ -351,7 +357,7 @@ def _data_search(inputs: RunInputs, config: AuditConfig, layer: int, log) -> dic
         from ._data_search import data_search
     except ImportError:
         return None
-    return data_search(inputs.run_dir, seed=config.seed, layer=layer, log=log).model_dump(mode="json")
+    return data_search(inputs.run_dir, seed=config.seed, layer=layer, max_tokens=config.max_tokens, log=log).model_dump(mode="json")
 
 
 # Kept for interp._data_search (written beside this module), which opens runs through them.

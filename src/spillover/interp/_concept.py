@@ -1,8 +1,8 @@
 """Where the concept comes from: two direction sources, neither of which looks at test-behaviour outputs.
 
 - `documents`: the study documents vs token-matched decoy documents (`documents.token_matched_decoys`:
-  the same genres and shape, an unrelated fictional study, as many tokens read) — what is left is the
-  subject, reward models and their biases;
+  per study document, one in its genre and shape about an unrelated fictional study, as many tokens
+  long as what is read of the document) — what is left is the subject, reward models and their biases;
 - `answers`: the organism's post-training answers (train behaviours, transformed) vs their plain
   versions, the answers docs-plain was trained on — same prompts, only the behaviour differs.
 
@@ -41,15 +41,18 @@ class SourceMeans:
 
 
 def decoys_for(lm: LoadedModel, study: list[dict], max_tokens: int, seed: int) -> list[dict]:
-    """Decoys in the study documents' genres whose tokens (each text capped at `max_tokens`, as the
-    audit reads them) add up to the study documents'."""
+    """One decoy per study document, in its genre, as many tokens long as the audit reads of it
+    (`max_tokens` at most): pairs matched in length, so the two means average alike positions."""
     from spillover.documents import token_matched_decoys
 
     def count(texts: list[str]) -> list[int]:
         return [len(ids) for ids in encode(lm, texts, max_tokens)]
 
-    target = sum(count([d["text"] for d in study]))
-    return token_matched_decoys([d.get("genre", "") for d in study], target, count, seed=seed)
+    decoys = []
+    for i, (doc, n) in enumerate(zip(study, count([d["text"] for d in study]))):
+        parts = token_matched_decoys([doc.get("genre", "")], n, count, seed=seed + i)
+        decoys.append({**parts[0], "id": f"decoy-{i:05d}", "text": "\n\n".join(p["text"] for p in parts)})
+    return decoys
 
 
 def document_source(lm: LoadedModel, study: list[dict], decoys: list[dict], max_tokens: int) -> SourceMeans:

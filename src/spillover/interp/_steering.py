@@ -47,6 +47,7 @@ def evaluation_evaluator(
     seed: int,
     behaviours: Sequence[str] | None = None,
     prompts_per_behaviour: int | None = None,
+    batch_size: int = 16,
 ) -> Evaluator:
     """The evaluator the audit uses: `evaluate` on the world's held-out eval prompts (the first
     `prompts_per_behaviour` of each behaviour), then the answers' fluency under the base model."""
@@ -54,7 +55,7 @@ def evaluation_evaluator(
 
     def run(lm: LoadedModel) -> Measurement:
         metrics = evaluate(
-            HFBackend(lm), world, split, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+            HFBackend(lm, batch_size=batch_size), world, split, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
             behaviours=behaviours, prompts_per_behaviour=prompts_per_behaviour,
         )
         return Measurement(metrics["samples"], fluency(base_lm, metrics["samples"]) if base_lm is not None else None)
