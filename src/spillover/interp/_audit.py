@@ -18,6 +18,7 @@ Writes `audit/audit.json` (`AuditResult`), `audit/features.html`, `audit/sae/` (
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Callable
@@ -253,7 +254,7 @@ def _sae(organism: LoadedModel, world, split: str, study: list[dict], decoys: li
     transcript_acts = token_activations(organism, _transcripts(organism, world, split, config.n_transcripts, seed), layer)
     tokens = torch.cat([a.acts[1:] for a in doc_acts + transcript_acts])
     sae_config = config.sae.model_copy(update={"seed": seed})
-    key = config_hash({"sae": sae_config.model_dump(), "layer": layer, "tokens": config_hash(tokens.numpy().tobytes().hex())})
+    key = config_hash({"sae": sae_config.model_dump(), "layer": layer, "tokens": hashlib.sha256(tokens.numpy().tobytes()).hexdigest()})
     saved = load_sae(out / "sae", key)
     if saved is None:
         sae, stats = train_sae(tokens, sae_config)
