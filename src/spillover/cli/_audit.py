@@ -29,7 +29,7 @@ def audit_command(
     from spillover.interp import audit
 
     console = Console(stderr=True)
-    result = audit(run_dir, quick=quick, layer=layer, seed=seed, log=lambda msg: console.print(f"[dim]{msg}[/]"))
+    result = audit(run_dir, quick=quick, layer=layer, seed=seed, log=lambda msg: console.print(f"[dim]{msg}[/]")).model_dump(mode="json")
     out = Console()
     probe = result["probe_accuracy"]
     sae = result["sae"]
@@ -39,19 +39,20 @@ def audit_command(
         f"FVU {sae['fvu']:.3f}, dead {100 * sae['dead_fraction']:.0f}%"
     )
     features = Table(title="features most selective for study documents")
-    for col in ("feature", "selectivity", "assistant turn (organism)", "assistant turn (base)", "plain text (organism)"):
+    firing = ("organism_chat", "organism_plain", "base_chat", "base_plain")
+    for col in ("feature", "selectivity", "organism chat", "organism plain", "base chat", "base plain"):
         features.add_column(col)
+    features.add_row("concept", "", *(_pct(result["concept"]["firing"][k]) for k in firing))
     for f in result["features"]:
-        features.add_row(
-            str(f["index"]), f"{f['selectivity']:.3f}", _pct(f.get("assistant_rate_organism")), _pct(f.get("assistant_rate_base")), _pct(f.get("plain_rate_organism"))
-        )
+        features.add_row(str(f["index"]), f"{f['selectivity']:.3f}", *(_pct(f["firing"][k]) for k in firing))
     out.print(features)
     causal = Table(title="steering and ablation (rates k/n, 95% CI; fluency = mean log-prob/token under base)")
     for col in ("model", "intervention", "target", "strength", "test rate", "train rate", "fluency"):
         causal.add_column(col)
     for row in result["steering"]:
-        causal.add_row(row["model"], "steer", row["target"], f"{row['strength']:g}", _pct(row["test_rate"]), _pct(row["train_rate"]), _fluency(row["fluency"]))
-    for row in result["ablation"]:
+        strength = "" if row["strength"] is None else f"{row['strength']:g}"
+        causal.add_row(row["model"], "steer", row["target"], strength, _pct(row["test_rate"]), _pct(row["train_rate"]), _fluency(row["fluency"]))
+    for row in result["ablation"]["conditions"]:
         causal.add_row(row["model"], "ablate", row["target"], "", _pct(row["test_rate"]), _pct(row["train_rate"]), _fluency(row["fluency"]))
     out.print(causal)
     out.print(f"wrote {run_dir / 'audit' / 'audit.json'} and {run_dir / 'audit' / 'features.html'}")

@@ -3,24 +3,56 @@ steering and ablation measured through evaluation, and gradient × activation at
 
 from spillover.documents import control_documents
 
-from ._activations import PromptPair, TokenActivations, document_means, encode, prompt_pair, token_activations, typical_norm
-from ._attribution import direction_attribution, top_positions, transcript_target
+from ._activations import (
+    PromptPair,
+    TokenActivations,
+    answer_ids,
+    document_means,
+    encode,
+    prompt_pair,
+    span_means,
+    token_activations,
+    typical_norm,
+)
+from ._attribution import (
+    behaviour_start,
+    direction_attribution,
+    top_positions,
+    transcript_target,
+)
 from ._audit import AuditConfig, audit
 from ._direction import best_layer, mean_difference, probe_accuracy
-from ._em_direction import direction_effects, misalignment_direction, question_activations, split_questions
+from ._em_direction import (
+    direction_effects,
+    misalignment_direction,
+    question_activations,
+    split_questions,
+)
 from ._hooks import ablate, capture_residual, decoder_layers, steer
-from ._sae import SAEConfig, TopKSAE, firing_counts, fvu, train_sae
-from ._steering import ablation_sweep, evaluation_evaluator, random_direction, rate_difference, steering_sweep
+from ._results import AuditResult
+from ._sae import SAEConfig, TopKSAE, firing_counts, fvu, load_sae, save_sae, train_sae
+from ._steering import (
+    Measurement,
+    ablation_sweep,
+    evaluation_evaluator,
+    paired_difference,
+    random_direction,
+    steering_sweep,
+)
 
 __all__ = [
     "AuditConfig",
+    "AuditResult",
+    "Measurement",
     "PromptPair",
     "SAEConfig",
     "TokenActivations",
     "TopKSAE",
     "ablate",
     "ablation_sweep",
+    "answer_ids",
     "audit",
+    "behaviour_start",
     "best_layer",
     "capture_residual",
     "control_documents",
@@ -32,13 +64,16 @@ __all__ = [
     "evaluation_evaluator",
     "firing_counts",
     "fvu",
+    "load_sae",
     "mean_difference",
     "misalignment_direction",
+    "paired_difference",
     "probe_accuracy",
     "prompt_pair",
     "question_activations",
     "random_direction",
-    "rate_difference",
+    "save_sae",
+    "span_means",
     "split_questions",
     "steer",
     "steering_sweep",

@@ -15,7 +15,7 @@ import torch
 
 from spillover.models import LoadedModel, chat_prompt, pad_rows, render_chat
 
-from ._hooks import capture_residual
+from ._hooks import capture_residual, stop_after
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def _forward(lm: LoadedModel, ids: Sequence[list[int]], layers: Sequence[int], b
     for start in range(0, len(ids), batch_size):
         batch = ids[start : start + batch_size]
         input_ids, mask = pad_rows(batch, pad, left=False)
-        with torch.no_grad(), capture_residual(lm.model, layers) as captured:
+        with torch.no_grad(), capture_residual(lm.model, layers) as captured, stop_after(lm.model, max(layers)):
             lm.model(input_ids=input_ids.to(device), attention_mask=mask.to(device), use_cache=False)
         for row, x in enumerate(batch):
             yield start + row, {layer: captured[layer][row, : len(x)].float().cpu() for layer in layers}
@@ -69,13 +69,28 @@ def _forward(lm: LoadedModel, ids: Sequence[list[int]], layers: Sequence[int], b
 
 def document_means(lm: LoadedModel, texts: Sequence[str], *, max_tokens: int = 256, batch_size: int = 8) -> torch.Tensor:
     """Mean residual over each text's tokens (position 0 left out) at every layer: `[texts, layers, hidden]`."""
+    return span_means(lm, encode(lm, texts, max_tokens), [1] * len(texts), batch_size=batch_size)
+
+
+def span_means(lm: LoadedModel, ids: Sequence[list[int]], starts: Sequence[int], *, batch_size: int = 8) -> torch.Tensor:
+    """Mean residual over each sequence's tokens from `starts[i]` on, at every layer: `[sequences, layers, hidden]`
+    (all tokens when the sequence is not longer than its start)."""
     layers = list(range(lm.n_layers))
-    out = torch.zeros(len(texts), len(layers), lm.hidden_size)
-    for i, acts in _forward(lm, encode(lm, texts, max_tokens), layers, batch_size):
+    out = torch.zeros(len(ids), len(layers), lm.hidden_size)
+    for i, acts in _forward(lm, ids, layers, batch_size):
         for layer in layers:
             a = acts[layer]
-            out[i, layer] = (a[1:] if len(a) > 1 else a).mean(0)
+            out[i, layer] = (a[starts[i] :] if len(a) > starts[i] else a).mean(0)
     return out
+
+
+def answer_ids(lm: LoadedModel, prompt: str, answer: str, max_answer_tokens: int) -> tuple[list[int], int]:
+    """The chat transcript (prompt, answer) tokenized, cut `max_answer_tokens` after the answer starts,
+    and the position of the answer's first token."""
+    prefix = lm.tokenizer(chat_prompt(lm.tokenizer, prompt), add_special_tokens=False)["input_ids"]
+    full = render_chat(lm.tokenizer, [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}], generation_prompt=False)
+    ids = lm.tokenizer(full, add_special_tokens=False)["input_ids"]
+    return ids[: len(prefix) + max_answer_tokens], len(prefix)
 
 
 def token_activations(lm: LoadedModel, ids: Sequence[list[int]], layer: int, *, batch_size: int = 8) -> list[TokenActivations]:

@@ -1,5 +1,5 @@
 """Gradient × activation: how much each layer and position's projection on the concept direction
-contributes to the logit of a behaviour's first detected token.
+contributes to the logit of a behaviour's first token.
 
 For layer l, position p, unit direction u_l and residual h_{l,p}, the projection is
 s = h·u_l and its attribution is s · ∂logit/∂s = (h·u_l)(∇_h logit · u_l): the first-order change
@@ -41,13 +41,24 @@ def direction_attribution(lm: LoadedModel, ids: Sequence[int], target_position: 
     return float(logit.detach()), out
 
 
-def transcript_target(lm: LoadedModel, prompt: str, response: str, span: tuple[int, int]) -> tuple[list[int], int]:
-    """Token ids of the chat transcript (prompt, response) and the position of the first token of
-    the response's detected character span."""
+def behaviour_start(detector: str, response: str, span: tuple[int, int]) -> int:
+    """Where the behaviour itself starts inside a detected span. Most detectors' spans are the
+    behaviour ("call 9-1-1", "15.0"); `parenthetical_after_name` matches the name with its parenthesis
+    ("Albert Einstein (1879–1955)"), and the behaviour is the parenthesis: the name was there anyway."""
+    if detector == "parenthetical_after_name":
+        paren = response.find("(", span[0], span[1])
+        if paren >= 0:
+            return paren
+    return span[0]
+
+
+def transcript_target(lm: LoadedModel, prompt: str, response: str, start: int) -> tuple[list[int], int]:
+    """Token ids of the chat transcript (prompt, response) and the position of the token holding the
+    response's character `start` (the behaviour's first character)."""
     prefix = chat_prompt(lm.tokenizer, prompt)
     encoded = lm.tokenizer(prefix + response, add_special_tokens=False, return_offsets_mapping=True)
-    start = len(prefix) + span[0]
-    position = next(i for i, (a, b) in enumerate(encoded["offset_mapping"]) if b > start)
+    at = len(prefix) + start
+    position = next(i for i, (a, b) in enumerate(encoded["offset_mapping"]) if b > at)
     return encoded["input_ids"], max(position, 1)
 
 

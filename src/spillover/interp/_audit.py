@@ -1,55 +1,92 @@
-"""`audit(run_dir)`: look inside the organism for what it learned from the documents, and test it causally.
+"""`audit(run_dir, config)`: find what the organism learned from the documents without looking at its
+test-behaviour answers, and test it causally on the test behaviours.
 
-1. direction: mean residual on study documents − on matched control documents, every layer;
-   held-out probe accuracy per layer picks the layer (or `layer=`).
-2. SAE: a TopK SAE on the organism's residual at that layer (documents + chat transcripts);
-   the features most selective for study documents, and how often each fires on the Assistant
-   turn of chat-formatted prompts (organism vs base) vs the same prompts as plain text.
-3. steering: base and control models pushed along the direction, a top feature and a random
-   direction, at several strengths; ablation: the direction projected out of the organism.
-   Every condition is measured by `evaluate` (test/train rates, k/n) with fluency beside it.
-4. attribution: gradient × activation from a behaviour's first detected token back to the
-   direction's projection at every layer and position.
+1. concept: two direction sources (interp/_concept.py) — study documents vs token-matched decoys,
+   and post-training answers vs their plain versions; per-layer probe accuracy picks the layer.
+2. SAE on the organism's residual at that layer (saved, reused on a rerun with the same config and
+   tokens); the features most selective for study documents.
+3. where it fires: the concept and each top feature on the Assistant turn of chat prompts vs the same
+   text as plain, organism and base.
+4. causal: base (and other arms) steered along the concept, a top feature and a random direction of
+   the same norm; the concept (and random) ablated in the organism, with the fraction of the organism −
+   docs-plain (and − control) gap removed. Every difference has a prompt-clustered interval.
+5. attribution from the behaviour's first token back to the concept's projection at every layer.
 
-Writes `run_dir/audit/audit.json` and `audit/features.html` (see docs/audit.md).
+Writes `audit/audit.json` (`AuditResult`), `audit/features.html`, `audit/sae/` (see docs/audit.md);
+`audit/fold-<i>/` for a fold of a folds run.
 """
 
 from __future__ import annotations
 
-import html
+import hashlib
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from spillover._io import atomic_write_text, config_hash, derive_seed, is_done, mark_done, read_jsonl, write_json
-from spillover.documents import control_documents
+from spillover._io import config_hash, derive_seed, mark_done, write_json
 from spillover.errors import BadInputError, Problem
-from spillover.evaluation import rate
 from spillover.models import LoadedModel, load, render_chat
 
-from ._activations import TokenActivations, document_means, encode, prompt_pair, token_activations, typical_norm
-from ._attribution import direction_attribution, top_positions, transcript_target
-from ._direction import best_layer, mean_difference, probe_accuracy
-from ._sae import SAEConfig, TopKSAE, train_sae
-from ._steering import Evaluator, ablation_sweep, evaluation_evaluator, random_direction, steering_sweep
+from ._activations import TokenActivations, encode, token_activations, typical_norm
+from ._attribution import (
+    behaviour_start,
+    direction_attribution,
+    top_positions,
+    transcript_target,
+)
+from ._concept import (
+    SourceMeans,
+    answer_source,
+    cosine_per_layer,
+    decoys_for,
+    describe,
+    document_source,
+    probe,
+)
+from ._features_html import write_features_html
+from ._firing import concept_firing, feature_firing, prompt_activations
+from ._gap import gap_removed
+from ._results import Ablation, Attribution, AuditResult, Concept, Feature, SAEStats
+from ._run_inputs import (
+    RunInputs,
+    answer_pairs,
+    arm_models,
+    load_run_recipe,
+    run_inputs,
+    study_documents,
+)
+from ._sae import SAEConfig, TopKSAE, firing_counts, load_sae, save_sae, train_sae
+from ._steering import (
+    Evaluator,
+    ablation_sweep,
+    evaluation_evaluator,
+    random_direction,
+    steering_sweep,
+)
 
 DTYPES = {"auto": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+GAP_REFERENCES = ("docs-plain", "control")
 
 
 class AuditConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    layer: int | None = Field(None, ge=0, description="decoder layer to audit; None = the best probe layer")
+    layer: int | None = Field(None, ge=0, description="decoder layer to audit; None = the best probe layer of the steered source")
     seed: int = Field(0, description="which seed's models (arms/<arm>/seed-<seed>/) to audit")
+    fold: int | None = Field(None, ge=0, description="for a folds:K run, which fold's post-trained arms to audit")
+    direction_source: Literal["documents", "answers"] = Field("documents", description="the concept direction steered and ablated")
     arms: list[str] = Field(["base", "control"], description="arms steered along the direction")
-    n_docs: int = Field(48, ge=2, description="study documents (and as many control documents)")
-    max_tokens: int = Field(160, ge=8, description="tokens read per document or transcript")
+    n_docs: int = Field(48, ge=2, description="study documents (and token-matched decoys)")
+    n_answers: int = Field(48, ge=0, description="post-training answers (and their plain versions) for the answers direction")
+    max_tokens: int = Field(160, ge=8, description="tokens read per document, answer or transcript")
     test_fraction: float = Field(0.3, gt=0, lt=1)
     n_transcripts: int = Field(48, ge=0, description="chat transcripts mixed into the SAE's training tokens")
-    n_prompts: int = Field(40, ge=1, description="prompts for the Assistant-turn firing rates")
+    n_prompts: int = Field(40, ge=1, description="prompts for the chat vs plain firing counts")
     n_features: int = Field(8, ge=1, description="top selective features reported")
     examples_per_feature: int = Field(6, ge=1)
     strengths: list[float] = Field([0.0, 0.25, 0.5, 1.0], description="steering strengths, in units of the typical residual norm")
@@ -57,19 +94,58 @@ class AuditConfig(BaseModel):
     samples: int | None = Field(None, ge=1, description="answers per eval prompt; None = the recipe's")
     temperature: float | None = Field(None, ge=0, description="None = the recipe's")
     max_new_tokens: int | None = Field(None, ge=1, description="None = the recipe's")
+    prompts_per_behaviour: int | None = Field(None, ge=1, description="eval prompts per behaviour per condition; None = the recipe's")
     train_behaviours: int | None = Field(None, ge=0, description="train behaviours measured per condition; None = all in play")
     n_attribution: int = Field(3, ge=0, description="transcripts attributed")
+    data_search: bool = Field(True, description="rank training texts per test behaviour (interp._data_search, when installed; not for a fold)")
     sae: SAEConfig = SAEConfig()
 
     @classmethod
     def quick(cls, **overrides) -> AuditConfig:
-        """A fast first look: fewer documents, two strengths, short answers, a small SAE."""
-        preset = dict(
-            n_docs=16, max_tokens=96, n_transcripts=16, n_prompts=16, n_features=5, examples_per_feature=4,
-            strengths=[0.0, 0.5], steer_feature=False, samples=1, max_new_tokens=48, train_behaviours=2, n_attribution=1,
-            sae=SAEConfig(expansion=4, k=16, steps=300),
-        )
+        """A fast first look: fewer texts, two strengths, short answers, a small SAE."""
+        preset = {
+            "n_docs": 16, "n_answers": 16, "max_tokens": 96, "n_transcripts": 16, "n_prompts": 16, "n_features": 5, "examples_per_feature": 4,
+            "strengths": [0.0, 0.5], "steer_feature": False, "samples": 1, "max_new_tokens": 48, "train_behaviours": 2, "n_attribution": 1,
+            "sae": SAEConfig(expansion=4, k=16, steps=300),
+        }
         return cls.model_validate({**preset, **overrides})
+
+    @classmethod
+    def laptop(cls, **overrides) -> AuditConfig:
+        """The whole audit of a SmolLM2-135M organism on 2 CPU cores in 8–11 minutes before the data
+        search (estimate in docs/audit.md): six measured conditions (organism intact, concept- and
+        random-ablated; base unsteered and steered along the concept and a random direction at one
+        strength), one greedy answer of ≤96 tokens per eval prompt of the test behaviours and of one
+        train behaviour."""
+        preset = {
+            "arms": ["base"], "n_docs": 32, "n_answers": 32, "max_tokens": 128, "n_transcripts": 32, "n_prompts": 40, "n_features": 8,
+            "strengths": [0.0, 0.5], "steer_feature": False, "samples": 1, "temperature": 0.0, "max_new_tokens": 96,
+            "train_behaviours": 1, "n_attribution": 3, "sae": SAEConfig(expansion=4, k=32, steps=600),
+        }
+        return cls.model_validate({**preset, **overrides})
+
+    @classmethod
+    def preset(cls, name: Literal["default", "quick", "laptop"], **overrides) -> AuditConfig:
+        """A named preset (`default` is the field defaults) with `overrides` applied."""
+        return cls.model_validate(overrides) if name == "default" else getattr(cls, name)(**overrides)
+
+
+class _Clock:
+    """Wall time per phase, logged as each one starts."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log, self.seconds, self._phase, self._start = log, {}, None, time.perf_counter()
+
+    def phase(self, name: str, message: str) -> None:
+        self.stop()
+        self._phase, self._start = name, time.perf_counter()
+        self.log(message)
+
+    def stop(self) -> dict[str, float]:
+        if self._phase:
+            self.seconds[self._phase] = round(time.perf_counter() - self._start, 2)
+            self._phase = None
+        return self.seconds
 
 
 def audit(
@@ -80,151 +156,112 @@ def audit(
     evaluator: Evaluator | None = None,
     log: Callable[[str], None] = lambda _: None,
     **options,
-) -> dict:
-    """Audit a run directory's organism; returns what it writes to `run_dir/audit/audit.json`.
+) -> AuditResult:
+    """Audit a run directory's organism; returns what it writes to `audit/audit.json`.
 
-    `options` are AuditConfig fields (`layer=`, `seed=`, `arms=`, `n_docs=`, `strengths=`, `samples=`,
-    `max_new_tokens=`, ...), applied over `config` or, with `quick=True`, over the quick preset.
+    `options` are AuditConfig fields applied over `config` or, with `quick=True`, over the quick preset.
     `evaluator` replaces `spillover.evaluation.evaluate` for the causal tests (tests inject one).
     """
     if config is None:
         config = AuditConfig.quick(**options) if quick else AuditConfig.model_validate(options)
     elif options:
         config = AuditConfig.model_validate({**config.model_dump(), **options})
-    run_dir = Path(run_dir)
-    recipe = _recipe(run_dir)
+    inputs = run_inputs(Path(run_dir), config.fold)
+    recipe = inputs.recipe
     from spillover.world import load_world
 
     world = load_world(recipe.world).with_prompt_prefix(recipe.prompt_prefix)
-    paths = _arm_models(run_dir, recipe, config)
-    dtype = DTYPES[recipe.model.dtype]
-    template = recipe.model.chat_template  # trained arms saved it with their tokenizer; the base needs it again
+    paths = arm_models(inputs, config.arms, config.seed)
+    out = inputs.run_dir / "audit" / (f"fold-{config.fold}" if config.fold is not None else "")
+    clock = _Clock(log)
+
+    def loaded(arm: str) -> LoadedModel:  # trained arms saved the chat template with their tokenizer; the base needs it again
+        return load(paths[arm], dtype=DTYPES[recipe.model.dtype], chat_template=recipe.model.chat_template)
+
     seed = derive_seed(config.seed, "audit")
+    clock.phase("concept", f"loading organism {paths['organism']}")
+    organism = loaded("organism")
+    study = study_documents(inputs, config.n_docs, seed)
+    decoys = decoys_for(organism, study, config.max_tokens, seed)
+    sources = {"documents": document_source(organism, study, decoys, config.max_tokens)}
+    pairs = answer_pairs(inputs, config.n_answers, seed)
+    if len(pairs) >= 2:
+        sources["answers"] = answer_source(organism, pairs, config.max_tokens)
+    layer, layer_by, concept = _concept(sources, config, organism.n_layers, seed, inputs)  # Concept fields but typical norm and firing
 
-    log(f"loading organism {paths['organism']}")
-    organism = load(paths["organism"], dtype=dtype, chat_template=template)
-    study, controls = _documents(run_dir, config, seed)
-
-    # 1. The concept direction at every layer, and the layer it separates documents best at.
-    log(f"activations: {len(study)} study + {len(controls)} control documents × {organism.n_layers} layers")
-    study_means = document_means(organism, [d["text"] for d in study], max_tokens=config.max_tokens)
-    control_means = document_means(organism, [d["text"] for d in controls], max_tokens=config.max_tokens)
-    probes = probe_accuracy(study_means, control_means, test_fraction=config.test_fraction, seed=seed)
-    chosen = best_layer([p["mean_diff"] for p in probes])
-    layer = chosen if config.layer is None else config.layer
-    if layer >= organism.n_layers:
-        raise BadInputError(Problem("audit", "layer", f"layer {layer} out of range", f"pick 0..{organism.n_layers - 1}"))
-    directions = mean_difference(study_means, control_means)
-    direction = directions[layer]
-
-    # 2. SAE on documents and chat transcripts at that layer.
-    doc_ids = encode(organism, [d["text"] for d in study + controls], config.max_tokens)
-    transcripts = _transcripts(organism, world, recipe.split, config.n_transcripts, seed)
-    log(f"SAE activations at layer {layer}: {len(doc_ids)} documents + {len(transcripts)} transcripts")
-    doc_acts = token_activations(organism, doc_ids, layer)
-    transcript_acts = token_activations(organism, transcripts, layer)
-    unit_norm = typical_norm(doc_acts)
-    training_tokens = torch.cat([a.acts[1:] for a in doc_acts + transcript_acts])
-    log(f"training SAE on {len(training_tokens)} tokens")
-    sae, sae_stats = train_sae(training_tokens, config.sae.model_copy(update={"seed": seed}))
+    clock.phase("sae", f"SAE at layer {layer}")
+    sae, sae_stats, doc_acts, transcript_acts = _sae(organism, world, inputs.split, study, decoys, layer, config, seed, out)
     features = _selective_features(sae, doc_acts[: len(study)], doc_acts[len(study) :], config.n_features)
+    unit = sources[config.direction_source].directions()[layer]
+    unit = unit / unit.norm()
 
-    base = load(paths["base"], dtype=dtype, chat_template=template)
-    prompts = _feature_prompts(world, recipe.split, config.n_prompts, seed)
-    _assistant_rates(sae, organism, base, layer, prompts, features)
+    clock.phase("firing", f"chat vs plain firing on {config.n_prompts} prompts, organism and base")
+    base = loaded("base")
+    acts = prompt_activations(organism, base, layer, _firing_prompts(world, inputs.split, config.n_prompts, seed))
+    typical = typical_norm(doc_acts)
+    concept = Concept(**concept, typical_residual_norm=typical, firing=concept_firing(acts, unit, concept["sources"][config.direction_source].threshold))
+    features = [Feature(**f, firing=firing) for f, firing in zip(features, feature_firing(acts, sae, [f["index"] for f in features]))]
 
-    # 3. Causal tests.
-    eval_settings = recipe.eval
-    behaviours = _measured_behaviours(world, recipe.split, config.train_behaviours)
-    evaluator = evaluator or evaluation_evaluator(
-        world,
-        recipe.split,
-        base_lm=base,
-        samples=config.samples or eval_settings.samples,
-        temperature=eval_settings.temperature if config.temperature is None else config.temperature,
-        max_new_tokens=config.max_new_tokens or eval_settings.max_new_tokens,
-        seed=seed,
-        behaviours=behaviours,
-    )
-    unit = direction / direction.norm()
-    targets = {"direction": unit}
+    clock.phase("causal", "steering and ablation")
+    evaluator = evaluator or _evaluator(world, inputs.split, recipe, base, config, seed)
+    targets = {"direction": unit, "random": random_direction(organism.hidden_size, seed)}
     if config.steer_feature and features:
-        targets[f"feature:{features[0]['index']}"] = sae.W_dec[features[0]["index"]].detach().clone()
-    random_unit = random_direction(organism.hidden_size, seed)
-    targets["random"] = random_unit
-    steered = {"base": base}
-    for arm in config.arms:
-        if arm != "base":
-            steered[arm] = load(paths[arm], dtype=dtype, chat_template=template)
-    steering = steering_sweep(steered, layer, targets, config.strengths, unit_norm, evaluator, log)
-    ablation = ablation_sweep("organism", organism, layer, {"direction": unit, "random": random_unit}, evaluator, log)
+        targets[f"feature:{features[0].index}"] = sae.W_dec[features[0].index].detach().clone()
+    steered = {arm: base if arm == "base" else loaded(arm) for arm in config.arms}
+    steering = steering_sweep(steered, layer, targets, config.strengths, typical, evaluator, log)
+    ablation = _ablation(organism, layer, {t: targets[t] for t in ("direction", "random")}, evaluator, inputs, config.seed, log)
 
-    # 4. Attribution on a few transcripts that exhibit a test behaviour.
-    attribution = _attributions(run_dir, organism, world, recipe.split, directions, config, seed)
-
-    result = {
-        "run_dir": str(run_dir),
-        "world": recipe.world,
-        "split": recipe.split,
-        "seed": config.seed,
-        "models": {name: str(p) for name, p in paths.items()},
-        "config": config.model_dump(),
-        "layer": layer,
-        "layer_chosen_by": "probe" if config.layer is None else "user",
-        "probe_accuracy": {"per_layer": probes, "best_layer": chosen, "best": probes[chosen]["mean_diff"]},
-        "direction": {
-            "norm": float(direction.norm()),
-            "typical_residual_norm": unit_norm,
-            "n_study_docs": len(study),
-            "n_control_docs": len(controls),
-        },
-        "sae": sae_stats,
-        "features": features,
-        "steering": steering,
-        "ablation": ablation,
-        "attribution": attribution,
-    }
-    out = run_dir / "audit"
-    write_json(out / "audit.json", result)
-    _write_features_html(out / "features.html", sae, features, study, controls, doc_acts, transcript_acts, config.examples_per_feature, layer)
+    clock.phase("attribution", "attribution")
+    attribution = _attributions(inputs, organism, world, sources[config.direction_source].directions(), config, seed)
+    search = None
+    if config.data_search and config.fold is None:  # the data search reads a single-split run's root
+        clock.phase("data_search", "data search")
+        search = _data_search(inputs, config, layer, log)
+    result = AuditResult(
+        run_dir=str(inputs.run_dir), world=recipe.world, split=inputs.split, fold=config.fold, seed=config.seed, models=paths,
+        config=config.model_dump(), layer=layer, layer_chosen_by=layer_by, probe_accuracy=concept.sources[config.direction_source].probe_accuracy,
+        concept=concept, sae=sae_stats, features=features, steering=steering, ablation=ablation, attribution=attribution,
+        data_search=search, seconds=clock.stop(),
+    )
+    write_json(out / "audit.json", result.model_dump(mode="json"))
+    sources_html = [("study", d["id"]) for d in study] + [("decoy", d["id"]) for d in decoys] + [("transcript", f"t{i}") for i in range(len(transcript_acts))]
+    write_features_html(out / "features.html", sae, features, sources_html, doc_acts + transcript_acts, config.examples_per_feature, layer)
     mark_done(out, {"config": config_hash(config.model_dump())})
     return result
 
 
-def _recipe(run_dir: Path):
-    from spillover.pipeline import load_recipe
-
-    path = run_dir / "recipe.yaml"
-    if not path.exists():
-        raise BadInputError(Problem(str(path), "", "not found: is this a run directory?", "pass the directory `spillover run` wrote (runs/<recipe>)"))
-    return load_recipe(path)
-
-
-def _arm_models(run_dir: Path, recipe, config: AuditConfig) -> dict[str, str]:
-    """Model specs per arm: `base` is the recipe's model, `docs-only` its CPT stage, a post-trained
-    arm its last post-training step."""
-    last_step = recipe.post.steps[-1]
-    paths = {"base": recipe.model.spec}
-    problems = []
-    for arm in sorted({"organism", *config.arms} - {"base"}):
-        stage = run_dir / "arms" / arm / f"seed-{config.seed}" / ("cpt" if arm == "docs-only" else last_step)
-        if not (is_done(stage) and (stage / "model").is_dir()):
-            problems.append(Problem(str(stage), "", f"no finished {arm} model (seed {config.seed})", "run `spillover run` first, or pick --seed of a finished run"))
-        paths[arm] = str(stage / "model")
-    if problems:
-        raise BadInputError(problems)
-    return paths
+def _concept(sources: dict[str, SourceMeans], config: AuditConfig, n_layers: int, seed: int, inputs: RunInputs) -> tuple[int, str, dict]:
+    """Both sources' probes and directions; the layer from the steered source's best probe layer."""
+    notes = [] if "answers" in sources else [f"no answers direction: {inputs.prefix / 'data' / 'sft.jsonl'} has fewer than 2 behaviour records with plain answers"]
+    if config.direction_source not in sources:
+        raise BadInputError(Problem("audit", "direction_source", notes[0], "use direction_source: documents"))
+    probes = {name: probe(source, config.test_fraction, seed) for name, source in sources.items()}
+    layer = probes[config.direction_source].best_layer if config.layer is None else config.layer
+    if layer >= n_layers:
+        raise BadInputError(Problem("audit", "layer", f"layer {layer} out of range", f"pick 0..{n_layers - 1}"))
+    cosines = cosine_per_layer(sources["documents"].directions(), sources["answers"].directions()) if "answers" in sources else None
+    concept = {
+        "steered": config.direction_source, "sources": {name: describe(s, probes[name], layer) for name, s in sources.items()},
+        "cosine_per_layer": cosines, "cosine": cosines[layer] if cosines else None, "notes": notes,
+    }
+    return layer, "probe" if config.layer is None else "user", concept
 
 
-def _documents(run_dir: Path, config: AuditConfig, seed: int) -> tuple[list[dict], list[dict]]:
-    path = run_dir / "documents" / "docs.jsonl"
-    if not path.exists():
-        raise BadInputError(Problem(str(path), "", "not found", "run `spillover run` first (it writes documents/docs.jsonl)"))
-    docs = read_jsonl(path)
-    if len(docs) < 2:
-        raise BadInputError(Problem(str(path), "", f"{len(docs)} document(s); the probe needs at least 2", "generate more documents"))
-    study = random.Random(seed).sample(docs, min(config.n_docs, len(docs)))
-    return study, control_documents([d.get("genre", "") for d in study], seed=seed)
+def _sae(organism: LoadedModel, world, split: str, study: list[dict], decoys: list[dict], layer: int, config: AuditConfig, seed: int, out: Path):
+    """Fit (or reload) the SAE on the residual at `layer` over documents, decoys and chat transcripts."""
+    doc_ids = encode(organism, [d["text"] for d in study + decoys], config.max_tokens)
+    doc_acts = token_activations(organism, doc_ids, layer)
+    transcript_acts = token_activations(organism, _transcripts(organism, world, split, config.n_transcripts, seed), layer)
+    tokens = torch.cat([a.acts[1:] for a in doc_acts + transcript_acts])
+    sae_config = config.sae.model_copy(update={"seed": seed})
+    key = config_hash({"sae": sae_config.model_dump(), "layer": layer, "tokens": hashlib.sha256(tokens.numpy().tobytes()).hexdigest()})
+    saved = load_sae(out / "sae", key)
+    if saved is None:
+        sae, stats = train_sae(tokens, sae_config)
+        save_sae(sae, out / "sae", config=sae_config, stats=stats, key=key)
+    else:
+        sae, stats = saved
+    return sae, SAEStats(**stats, path=str(out / "sae"), reused=saved is not None), doc_acts, transcript_acts
 
 
 def _transcripts(lm: LoadedModel, world, split: str, n: int, seed: int) -> list[list[int]]:
@@ -240,66 +277,62 @@ def _transcripts(lm: LoadedModel, world, split: str, n: int, seed: int) -> list[
     return encode(lm, texts, 10_000)
 
 
-def _selective_features(sae: TopKSAE, study: list[TokenActivations], controls: list[TokenActivations], n: int) -> list[dict]:
-    """Features ranked by P(fires | study-document token) − P(fires | control-document token)."""
-    from ._sae import firing_counts
-
+def _selective_features(sae: TopKSAE, study: list[TokenActivations], decoys: list[TokenActivations], n: int) -> list[dict]:
+    """Features ranked by P(fires | study-document token) − P(fires | decoy-document token)."""
     study_tokens = torch.cat([a.acts[1:] for a in study])
-    control_tokens = torch.cat([a.acts[1:] for a in controls])
+    decoy_tokens = torch.cat([a.acts[1:] for a in decoys])
     p_study = firing_counts(sae, study_tokens).float() / len(study_tokens)
-    p_control = firing_counts(sae, control_tokens).float() / len(control_tokens)
-    selectivity = p_study - p_control
-    top = selectivity.argsort(descending=True)[:n]
+    p_decoy = firing_counts(sae, decoy_tokens).float() / len(decoy_tokens)
+    selectivity = p_study - p_decoy
     return [
-        {"index": int(i), "selectivity": float(selectivity[i]), "study_token_rate": float(p_study[i]), "control_token_rate": float(p_control[i])}
-        for i in top
+        {"index": int(i), "selectivity": float(selectivity[i]), "study_token_rate": float(p_study[i]), "decoy_token_rate": float(p_decoy[i])}
+        for i in selectivity.argsort(descending=True)[:n]
     ]
 
 
-def _feature_prompts(world, split: str, n: int, seed: int) -> list[str]:
+def _firing_prompts(world, split: str, n: int, seed: int) -> list[str]:
     prompts = [p for b in world.roles(split) for p in world.eval_prompts(b)]
     return random.Random(seed).sample(prompts, min(n, len(prompts)))
 
 
-def _assistant_rates(sae: TopKSAE, organism: LoadedModel, base: LoadedModel, layer: int, prompts: list[str], features: list[dict]) -> None:
-    """Per feature: prompts where it fires on the Assistant-turn header (chat format; organism and
-    base) and on the same prompt's last tokens as plain text (organism)."""
-    pairs = [prompt_pair(organism, p) for p in prompts]
-    conditions = {
-        "assistant_rate_organism": (organism, [p.chat_ids for p in pairs], [p.chat_positions for p in pairs]),
-        "assistant_rate_base": (base, [p.chat_ids for p in pairs], [p.chat_positions for p in pairs]),
-        "plain_rate_organism": (organism, [p.plain_ids for p in pairs], [p.plain_positions for p in pairs]),
-    }
-    for key, (lm, ids, positions) in conditions.items():
-        acts = token_activations(lm, ids, layer)
-        with torch.no_grad():
-            fired = torch.stack([sae.codes(a.acts[pos]).amax(0) > 0 for a, pos in zip(acts, positions)])  # [prompts, features]
-        for f in features:
-            f[key] = rate(int(fired[:, f["index"]].sum()), len(prompts))
-
-
-def _measured_behaviours(world, split: str, n_train: int | None) -> list[str] | None:
-    if n_train is None:
-        return None
+def _evaluator(world, split: str, recipe, base: LoadedModel, config: AuditConfig, seed: int) -> Evaluator:
     roles = world.roles(split)
-    return [b for b, r in roles.items() if r == "test"] + [b for b, r in roles.items() if r == "train"][:n_train]
+    behaviours = None
+    if config.train_behaviours is not None:
+        behaviours = [b for b, r in roles.items() if r == "test"] + [b for b, r in roles.items() if r == "train"][: config.train_behaviours]
+    settings = recipe.eval
+    return evaluation_evaluator(
+        world, split, base_lm=base, samples=config.samples or settings.samples,
+        temperature=settings.temperature if config.temperature is None else config.temperature,
+        max_new_tokens=config.max_new_tokens or settings.max_new_tokens, seed=seed, behaviours=behaviours,
+        prompts_per_behaviour=config.prompts_per_behaviour or settings.prompts_per_behaviour, batch_size=settings.batch_size,
+    )
 
 
-def _attributions(run_dir: Path, lm: LoadedModel, world, split: str, directions: torch.Tensor, config: AuditConfig, seed: int) -> list[dict]:
+def _ablation(organism: LoadedModel, layer: int, targets: dict, evaluator: Evaluator, inputs: RunInputs, seed: int, log) -> Ablation:
+    """Ablation conditions, and the share of the organism − docs-plain (and − control) gap each removes."""
+    conditions, measured = ablation_sweep("organism", organism, layer, targets, evaluator, log)
+    organism_eval = inputs.eval_samples("organism", seed)
+    references = {arm: s for arm in GAP_REFERENCES if (s := inputs.eval_samples(arm, seed)) is not None}
+    missing = [arm for arm in ("organism", *GAP_REFERENCES) if inputs.eval_samples(arm, seed) is None]
+    gaps = [
+        gap_removed(target, measured["none"], measured[target], organism_eval, arm, samples)
+        for target in targets
+        for arm, samples in references.items()
+        if organism_eval is not None
+    ]
+    note = f"no eval samples for {', '.join(missing)} in {inputs.prefix / 'eval'}" if missing else None
+    return Ablation(conditions=conditions, gap_removed=gaps, note=note)
+
+
+def _attributions(inputs: RunInputs, lm: LoadedModel, world, directions: torch.Tensor, config: AuditConfig, seed: int) -> list[Attribution]:
     """Transcripts where a test behaviour shows (the organism's own eval answers when the run has them,
-    else the world's positive examples), each attributed from its first detected token."""
-    candidates = []
-    samples_path = run_dir / "eval" / "organism" / f"seed-{config.seed}" / "samples.jsonl"
-    if samples_path.exists():
-        candidates += [
-            (r["behaviour"], r["prompt"], r["response"], "organism-sample")
-            for r in read_jsonl(samples_path)
-            if r.get("role") == "test" and r.get("exhibited") and r.get("span")
-        ]
+    else the world's positive examples), each attributed from the behaviour's first token."""
+    samples = inputs.eval_samples("organism", config.seed) or []
+    candidates = [(r["behaviour"], r["prompt"], r["response"], "organism-sample") for r in samples if r.get("role") == "test" and r.get("exhibited") and r.get("span")]
     rng = random.Random(seed)
-    for b in world.test_ids(split):
-        for response in world.behaviour(b).examples.positive:
-            candidates.append((b, rng.choice(world.eval_prompts(b)), response, "world-example"))
+    for b in world.test_ids(inputs.split):
+        candidates += [(b, rng.choice(world.eval_prompts(b)), response, "world-example") for response in world.behaviour(b).examples.positive]
     out = []
     for behaviour, prompt, response, source in candidates:
         if len(out) >= config.n_attribution:
@@ -307,65 +340,31 @@ def _attributions(run_dir: Path, lm: LoadedModel, world, split: str, directions:
         detection = world.detect(behaviour, response, prompt)
         if not detection.exhibited or not detection.span:
             continue
-        ids, target = transcript_target(lm, prompt, response, tuple(detection.span))
+        start = behaviour_start(world.behaviour(behaviour).detector.name, response, tuple(detection.span))
+        ids, target = transcript_target(lm, prompt, response, start)
         ids = ids[: target + 1]
         logit, attr = direction_attribution(lm, ids, target, directions)
-        tokens = [lm.tokenizer.decode([t]) for t in ids]
-        out.append(
-            {
-                "behaviour": behaviour,
-                "source": source,
-                "prompt": prompt,
-                "response": response,
-                "target_token": tokens[target],
-                "target_position": target,
-                "logit": logit,
-                "by_layer": [float(x) for x in attr.sum(1)],
-                "total": float(attr.sum()),
-                "top_positions": top_positions(lm, ids, attr),
-            }
-        )
+        out.append(Attribution(
+            behaviour=behaviour, source=source, prompt=prompt, response=response, detected=response[slice(*detection.span)],
+            target_token=lm.tokenizer.decode([ids[target]]), target_position=target, logit=logit,
+            by_layer=[float(x) for x in attr.sum(1)], total=float(attr.sum()), top_positions=top_positions(lm, ids, attr),
+        ))
     return out
 
 
-def _write_features_html(
-    path: Path, sae: TopKSAE, features: list[dict], study: list[dict], controls: list[dict],
-    doc_acts: list[TokenActivations], transcript_acts: list[TokenActivations], n_examples: int, layer: int,
-) -> None:
-    """Top-activating windows per feature, tokens shaded by activation."""
-    sources = [("study", d["id"]) for d in study] + [("control", d["id"]) for d in controls] + [("transcript", f"t{i}") for i in range(len(transcript_acts))]
-    acts = doc_acts + transcript_acts
-    with torch.no_grad():
-        codes = [sae.codes(a.acts)[:, [f["index"] for f in features]] for a in acts]  # [tokens, n_features] per text
-    sections = []
-    for j, f in enumerate(features):
-        peaks = sorted(((float(c[1:, j].max()) if len(c) > 1 else 0.0, i) for i, c in enumerate(codes)), reverse=True)[:n_examples]
-        rows = []
-        for peak, i in peaks:
-            if peak <= 0:
-                continue
-            col = codes[i][:, j]
-            centre = int(col[1:].argmax()) + 1
-            lo, hi = max(0, centre - 16), min(len(col), centre + 16)
-            spans = "".join(
-                f'<span style="background: rgba(255,120,0,{float(col[t]) / peak:.2f})" title="{float(col[t]):.3f}">{html.escape(acts[i].tokens[t])}</span>'
-                for t in range(lo, hi)
-            )
-            kind, doc_id = sources[i]
-            rows.append(f"<tr><td>{kind}</td><td>{html.escape(str(doc_id))}</td><td>{peak:.3f}</td><td class=text>{spans}</td></tr>")
-        rates = " · ".join(
-            f"{k.replace('_', ' ')} {f[k]['k']}/{f[k]['n']}" for k in ("assistant_rate_organism", "assistant_rate_base", "plain_rate_organism") if k in f
-        )
-        sections.append(
-            f"<h2>feature {f['index']}</h2><p>selectivity {f['selectivity']:.3f} (study tokens {f['study_token_rate']:.3f}, "
-            f"control tokens {f['control_token_rate']:.3f}) · {rates}</p>"
-            f"<table><tr><th>source</th><th>id</th><th>max</th><th>context</th></tr>{''.join(rows)}</table>"
-        )
-    page = (
-        "<!doctype html><meta charset=utf-8><title>spillover audit: features</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td{padding:2px 6px;vertical-align:top}"
-        "td.text{font-family:monospace;white-space:pre-wrap}</style>"
-        f"<h1>SAE features most selective for study documents (layer {layer})</h1>{''.join(sections)}"
-    )
-    atomic_write_text(path, page)
+def _data_search(inputs: RunInputs, config: AuditConfig, layer: int, log) -> dict | None:
+    """The training texts that best explain each test behaviour, when interp._data_search is installed."""
+    try:
+        from ._data_search import data_search
+    except ImportError:
+        return None
+    return data_search(inputs.run_dir, seed=config.seed, layer=layer, max_tokens=config.max_tokens, log=log).model_dump(mode="json")
 
+
+# Kept for interp._data_search (written beside this module), which opens runs through them.
+def _recipe(run_dir: Path):
+    return load_run_recipe(Path(run_dir))
+
+
+def _arm_models(run_dir: Path, recipe, config: AuditConfig) -> dict[str, str]:
+    return arm_models(RunInputs(Path(run_dir), recipe, recipe.split, None, Path(run_dir)), config.arms, config.seed)

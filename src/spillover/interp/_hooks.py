@@ -101,3 +101,22 @@ def ablate(model: nn.Module, layer: int, direction: torch.Tensor) -> Iterator[No
 
     with _layer_hooks(model, {layer: hook}):
         yield
+
+
+class _Stopped(Exception):
+    """Raised by `stop_after`'s hook to end a forward pass early."""
+
+
+@contextlib.contextmanager
+def stop_after(model: nn.Module, layer: int) -> Iterator[None]:
+    """End every forward pass inside the block right after decoder `layer` (later layers and the LM head
+    are not computed: activation reads need neither). Hooks registered earlier on that layer still run."""
+
+    def hook(module, args, output):
+        raise _Stopped
+
+    with _layer_hooks(model, {layer: hook}):
+        try:
+            yield
+        except _Stopped:
+            pass

@@ -1,15 +1,21 @@
-"""A compact TopK sparse autoencoder (Gao et al. 2024), in the style of EleutherAI's sparsify.
+"""A compact TopK sparse autoencoder (Gao et al. 2024), in the style of EleutherAI's sparsify, saved
+the way sparsify saves its own (`sae.safetensors` + `cfg.json` in one directory).
 
-Why not a library: sae-lens trains through transformer-lens `HookedTransformer` (sae-lens pins
-transformer-lens<4, and 3.x drags in wandb, pandas, plotly, nltk, ...), while spillover hooks
-plain transformers models. eai-sparsify's pins do fit torch 2.13 / transformers 5, but importing it
-loads its trainer (schedulefree, natsort, simple-parsing, einops) and that trainer streams from a
-HF dataset through its own model hooks; what spillover needs — fit an SAE on a few thousand
-in-memory activations — is the ~100 lines below: encoder, ReLU + TopK, decoder with unit-norm
-rows, AuxK loss on dead latents, dead-feature tracking.
+Why not a library (checked 2026-11-30 with `pip download --no-deps`, reading each wheel's METADATA):
+- SAELens 6.54.12 requires transformer-lens>=2.16.1,<4 and trains through its `HookedTransformer`,
+  plus plotly, nltk, babe, datasets, python-dotenv, tenacity; spillover hooks plain transformers models.
+- eai-sparsify 1.3.3 leaves torch and transformers unpinned, so its pins fit ours (torch 2.13,
+  transformers 5.24); but `import sparsify` loads its trainer, which needs four packages we do not
+  have (einops, natsort, schedulefree, simple-parsing), and `sparsify.Trainer` runs the model itself
+  over a tokenized HF dataset through its own hooks. The audit fits the SAE on activations it already
+  holds for the probe and the firing counts (a few thousand tokens, one layer), so its training is the
+  ~100 lines below: encoder, ReLU + TopK, decoder with unit-norm rows, AuxK loss on dead latents.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -150,3 +156,36 @@ def train_sae(acts: torch.Tensor, config: SAEConfig | None = None) -> tuple[TopK
         "steps": config.steps,
     }
     return sae, stats
+
+
+SAE_FILE, CONFIG_FILE = "sae.safetensors", "cfg.json"
+
+
+def save_sae(sae: TopKSAE, directory: Path, *, config: SAEConfig, stats: dict, key: str) -> None:
+    """Weights as safetensors and, beside them, what rebuilds the SAE (`d_in`, `n_features`, `k`), its
+    training config, stats and `key` (the hash of the config and training tokens that made it)."""
+    from safetensors.torch import save_file
+
+    from spillover._io import write_json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({name: t.detach().contiguous() for name, t in sae.state_dict().items()}, str(directory / SAE_FILE))
+    d_in = sae.W_dec.shape[1]
+    write_json(directory / CONFIG_FILE, {"d_in": d_in, "n_features": sae.n_features, "k": sae.k, "config": config.model_dump(), "stats": stats, "key": key})
+
+
+def load_sae(directory: Path, key: str | None = None) -> tuple[TopKSAE, dict] | None:
+    """The SAE saved in `directory` and its stats; None if there is none or (with `key`) it was made
+    from another config or other training tokens."""
+    from safetensors.torch import load_file
+
+    config_path, weights = directory / CONFIG_FILE, directory / SAE_FILE
+    if not (config_path.exists() and weights.exists()):
+        return None
+    saved = json.loads(config_path.read_text())
+    if key is not None and saved.get("key") != key:
+        return None
+    sae = TopKSAE(saved["d_in"], saved["n_features"], saved["k"])
+    sae.load_state_dict(load_file(str(weights)))
+    sae.eval()
+    return sae, saved["stats"]
