@@ -1,11 +1,13 @@
 """Interpretability audit of an organism: residual hooks, concept direction and probes, a TopK SAE,
-steering and ablation measured through evaluation, and gradient × activation attribution."""
+steering and ablation measured through evaluation, gradient × activation attribution, and a search
+of the training data for what explains a behaviour."""
 
 from spillover.documents import control_documents
 
 from ._activations import PromptPair, TokenActivations, document_means, encode, prompt_pair, token_activations, typical_norm
 from ._attribution import direction_attribution, top_positions, transcript_target
 from ._audit import AuditConfig, audit
+from ._data_search import DataSearch, DataSearcher, data_search, open_searcher, training_corpus
 from ._direction import best_layer, mean_difference, probe_accuracy
 from ._em_direction import direction_effects, misalignment_direction, question_activations, split_questions
 from ._hooks import ablate, capture_residual, decoder_layers, steer
@@ -14,6 +16,8 @@ from ._steering import ablation_sweep, evaluation_evaluator, random_direction, r
 
 __all__ = [
     "AuditConfig",
+    "DataSearch",
+    "DataSearcher",
     "PromptPair",
     "SAEConfig",
     "TokenActivations",
@@ -24,6 +28,7 @@ __all__ = [
     "best_layer",
     "capture_residual",
     "control_documents",
+    "data_search",
     "decoder_layers",
     "direction_attribution",
     "direction_effects",
@@ -34,6 +39,7 @@ __all__ = [
     "fvu",
     "mean_difference",
     "misalignment_direction",
+    "open_searcher",
     "probe_accuracy",
     "prompt_pair",
     "question_activations",
@@ -45,6 +51,7 @@ __all__ = [
     "token_activations",
     "top_positions",
     "train_sae",
+    "training_corpus",
     "transcript_target",
     "typical_norm",
 ]
