@@ -39,11 +39,12 @@ def audit_command(
     seed: int = typer.Option(0, "--seed", help="Which seed's models to audit."),
     quick: bool = typer.Option(False, "--quick", help="Fewer documents, two strengths, short answers, a small SAE."),
 ) -> None:
-    """Probe, SAE, steering, ablation and attribution on a run's organism → audit/audit.json, features.html."""
-    from spillover.interp import audit
+    """Probe, SAE, steering, ablation, attribution and training-data search on a run's organism → audit/audit.json, features.html."""
+    from spillover.interp import attach_data_search, audit
 
     console = Console(stderr=True)
-    result = audit(run_dir, quick=quick, layer=layer, seed=seed, log=lambda msg: console.print(f"[dim]{msg}[/]"))
+    log = lambda msg: console.print(f"[dim]{msg}[/]")
+    result = attach_data_search(run_dir, audit(run_dir, quick=quick, layer=layer, seed=seed, log=log), log=log)
     out = Console()
     probe = result["probe_accuracy"]
     sae = result["sae"]
@@ -68,6 +69,12 @@ def audit_command(
     for row in result["ablation"]:
         causal.add_row(row["model"], "ablate", row["target"], "", _pct(row["test_rate"]), _pct(row["train_rate"]), _fluency(row["fluency"]))
     out.print(causal)
+    search = Table(title=f"training-data search: top {result['data_search']['k']} per test behaviour, pooled (spillover audit search for the texts)")
+    for col in ("query", "method", "precision@k", "chance"):
+        search.add_column(col)
+    for p in result["data_search"]["pooled"]:
+        search.add_row(p["query"], p["method"], _pct(p["precision_at_k"]), _pct(p["chance"]))
+    out.print(search)
     out.print(f"wrote {run_dir / 'audit' / 'audit.json'} and {run_dir / 'audit' / 'features.html'}")
 
 

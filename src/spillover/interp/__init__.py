@@ -7,7 +7,7 @@ from spillover.documents import control_documents
 from ._activations import PromptPair, TokenActivations, document_means, encode, prompt_pair, token_activations, typical_norm
 from ._attribution import direction_attribution, top_positions, transcript_target
 from ._audit import AuditConfig, audit
-from ._data_search import DataSearch, DataSearcher, data_search, open_searcher, training_corpus
+from ._data_search import DataSearch, DataSearcher, attach_data_search, data_search, open_searcher, training_corpus
 from ._direction import best_layer, mean_difference, probe_accuracy
 from ._em_direction import direction_effects, misalignment_direction, question_activations, split_questions
 from ._hooks import ablate, capture_residual, decoder_layers, steer
@@ -24,6 +24,7 @@ __all__ = [
     "TopKSAE",
     "ablate",
     "ablation_sweep",
+    "attach_data_search",
     "audit",
     "best_layer",
     "capture_residual",

@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel
 
-from spillover._io import read_json, read_jsonl
+from spillover._io import DONE_MARKER, mark_done, read_json, read_jsonl, write_json
 from spillover.errors import BadInputError, Problem
 from spillover.evaluation import rate
 from spillover.models import load
@@ -264,3 +264,18 @@ def data_search(run_dir: str | Path, *, seed: int = 0, layer: int | None = None,
     for t in searcher.corpus:
         n_texts[t.source] = n_texts.get(t.source, 0) + 1
     return DataSearch(run_dir=str(run_dir), model=model, layer=searcher.layer, layer_from=layer_from, k=k, n_texts=n_texts, behaviours=found, pooled=pooled)
+
+
+def attach_data_search(run_dir: str | Path, result: dict, *, log: Callable[[str], None] = lambda _: None) -> dict:
+    """Search the training data for every test behaviour at the layer an `audit()` result audited
+    (its seed, its `max_tokens`), and add it to that result and to audit/audit.json as `data_search`."""
+    out = Path(run_dir) / "audit"
+    done = out / DONE_MARKER
+    info = read_json(done) if done.exists() else {}
+    # Not done until data_search is in audit.json: a run killed in between redoes the audit rather than finding it finished.
+    done.unlink(missing_ok=True)
+    search = data_search(run_dir, seed=result["seed"], layer=result["layer"], max_tokens=result["config"]["max_tokens"], log=log)
+    result = {**result, "data_search": search.model_dump()}
+    write_json(out / "audit.json", result)
+    mark_done(out, info)
+    return result

@@ -171,3 +171,11 @@ class LibraryStages:
             write_json(out / "confession.json", _without(result, "samples"))
         del lm, backend
         _release()
+
+    def audit(self, run_dir: Path, config, out: Path) -> None:
+        from spillover.interp import attach_data_search, audit
+
+        result = audit(run_dir, config)  # writes out/audit.json, out/features.html
+        _release()
+        attach_data_search(run_dir, result)
+        _release()
