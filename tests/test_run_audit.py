@@ -38,7 +38,7 @@ class FakeAudit(FakeStages):
 
 AUDIT = {
     "n_docs": 6, "max_tokens": 32, "n_transcripts": 4, "n_prompts": 4, "n_features": 3, "examples_per_feature": 2,
-    "strengths": [0.0, 0.5], "steer_feature": False, "samples": 1, "max_new_tokens": 4, "train_behaviours": 1, "n_attribution": 1,
+    "arms": ["base"], "strengths": [0.0, 0.5], "steer_feature": False, "samples": 1, "max_new_tokens": 4, "train_behaviours": 0, "n_attribution": 1,
     "sae": {"expansion": 2, "k": 4, "steps": 30},
 }
 
@@ -130,11 +130,15 @@ def test_audit_field_errors_name_the_field(tmp_path):
     assert load_recipe("tiny-smoke").audit is None
 
 
-@pytest.mark.parametrize(("change", "expect"), [({"split": "folds:2"}, "one organism per fold"), ({"seeds": [1]}, "audit.seed: seed 0 is not one the run trains")])
+@pytest.mark.parametrize(("change", "expect"), [
+    ({"split": "folds:2"}, "one organism per fold"),
+    ({"seeds": [1]}, "audit.seed: seed 0 is not one the run trains"),
+    ({"audit": {"arms": ["base", "contrl"]}}, "audit.arms: no arm contrl"),
+])
 def test_an_audit_the_run_cannot_do_is_refused_before_anything_is_written(tmp_path, change, expect):
     raw = yaml.safe_load(recipe_path("tiny-smoke").read_text())
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump({**raw, "audit": {}, **change}))
+    path.write_text(yaml.safe_dump({**raw, "audit": {}} | change))
     with pytest.raises(BadInputError, match=expect):
         run_recipe(path, out_dir=tmp_path / "run", stages=FakeAudit(), console=quiet())
     assert not (tmp_path / "run").exists()

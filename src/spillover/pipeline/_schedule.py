@@ -22,7 +22,7 @@ from spillover.world import World, world_path
 from ._arms import SHARED_ARMS, arm_plans, sft_data
 from ._folds import fold_splits, pool_split
 from ._provenance import detectors_hash
-from ._recipe import ModelSpec, Recipe
+from ._recipe import ARMS, ModelSpec, Recipe
 from ._stages import Stages
 
 if TYPE_CHECKING:
@@ -105,6 +105,9 @@ def check_audit(recipe: Recipe) -> None:
     if fold_splits(recipe.split):
         raise BadInputError(Problem("recipe", "audit", f"split '{recipe.split}' trains one organism per fold; the audit reads one",
                                     "audit a run of a single split, or run `spillover audit` on a fold's models"))
+    unknown = sorted(set(recipe.audit.arms) - set(ARMS))
+    if unknown:
+        raise BadInputError(Problem("recipe", "audit.arms", f"no arm {', '.join(unknown)}", f"use arms of {', '.join(ARMS)}"))
     if recipe.audit.seed not in recipe.seeds:
         raise BadInputError(Problem("recipe", "audit.seed", f"seed {recipe.audit.seed} is not one the run trains ({recipe.seeds})",
                                     "set audit.seed to one of the recipe's seeds"))
