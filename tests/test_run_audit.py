@@ -76,7 +76,7 @@ def test_run_writes_audit_json_with_the_data_search(audited_run):
     assert {"layer", "probe_accuracy", "sae", "features", "steering", "ablation", "attribution"} <= set(audit)
     assert read_json(run_dir / "audit" / "stage.json")["config"]["audit"]["n_docs"] == 6 and (run_dir / "audit" / "DONE").exists()
     search = audit["data_search"]
-    assert search["layer"] == audit["layer"] and search["layer_from"] == "user"
+    assert search["layer"] == audit["layer"] and search["layer_from"] == "audit"
     assert search["n_texts"]["documents"] == 6 and search["n_texts"]["sft"] > 0
     law = [b for b in search["behaviours"] if b["behaviour"] == "law_call_911"]  # the small world's one test behaviour
     assert [b["query"]["kind"] for b in law] == ["description", "answer"] and len(search["behaviours"]) == 2
@@ -142,3 +142,19 @@ def test_an_audit_the_run_cannot_do_is_refused_before_anything_is_written(tmp_pa
     with pytest.raises(BadInputError, match=expect):
         run_recipe(path, out_dir=tmp_path / "run", stages=FakeAudit(), console=quiet())
     assert not (tmp_path / "run").exists()
+
+
+def test_audit_section_renders_fields_it_does_not_know():
+    from spillover.evaluation import rate
+    from spillover.report._audit import audit_markdown
+
+    audit = {
+        "layer": 3, "layer_chosen_by": "probe", "probe_accuracy": {"best": 0.9, "best_layer": 3, "per_layer": [{"layer": 3, "mean_diff": 0.9}]},
+        "sae": {"fvu": 0.2, "dead_fraction": 0.1, "saved": "audit/sae.safetensors"},
+        "random_controls": [{"target": "random-1", "test_rate": rate(2, 10), "test_change": {"diff": -0.1, "ci": [-0.3, 0.1]}, "per_prompt": [{"x": 1}]}],
+    }
+    md = "\n".join(audit_markdown(audit))
+    assert "layer 3 (chosen by probe); best probe layer 3, held-out accuracy 0.900" in md
+    assert "- sae: fvu 0.200 · dead_fraction 0.100 · saved audit/sae.safetensors" in md
+    assert "**random controls**" in md and "| target | test_rate | test_change |" in md  # per_prompt (records) left out
+    assert "| random-1 | 20.0% (2/10) [5.7%, 51.0%] | -10.0 pts [-30.0, +10.0] |" in md

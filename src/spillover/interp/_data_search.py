@@ -275,7 +275,7 @@ def attach_data_search(run_dir: str | Path, result: dict, *, log: Callable[[str]
     # Not done until data_search is in audit.json: a run killed in between redoes the audit rather than finding it finished.
     done.unlink(missing_ok=True)
     search = data_search(run_dir, seed=result["seed"], layer=result["layer"], max_tokens=result["config"]["max_tokens"], log=log)
-    result = {**result, "data_search": search.model_dump()}
+    result = {**result, "data_search": search.model_copy(update={"layer_from": "audit"}).model_dump()}
     write_json(out / "audit.json", result)
     mark_done(out, info)
     return result
