@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
+
+from spillover.errors import BadInputError, Problem
 
 
 def _pct(r: dict | None) -> str:
@@ -19,13 +23,23 @@ def _fluency(f: dict | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
+class _OrganismByDefault(TyperGroup):
+    """`spillover audit RUN_DIR ...` means `spillover audit organism RUN_DIR ...`: the audit was one
+    command before `search` joined it, and scripts and docs call it that way."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["organism", *args]
+        return super().parse_args(ctx, args)
+
+
 def audit_command(
     run_dir: Path = typer.Argument(..., help="A run directory written by `spillover run`."),
     layer: int | None = typer.Option(None, "--layer", help="Decoder layer to audit (default: the best probe layer)."),
     seed: int = typer.Option(0, "--seed", help="Which seed's models to audit."),
     quick: bool = typer.Option(False, "--quick", help="Fewer documents, two strengths, short answers, a small SAE."),
 ) -> None:
-    """Probe, SAE, steering, ablation and attribution on a run's organism → audit/audit.json, features.html."""
+    """Probe, SAE, steering, ablation, attribution and training-data search on a run's organism → audit/audit.json, features.html."""
     from spillover.interp import audit
 
     console = Console(stderr=True)
@@ -55,8 +69,68 @@ def audit_command(
     for row in result["ablation"]["conditions"]:
         causal.add_row(row["model"], "ablate", row["target"], "", _pct(row["test_rate"]), _pct(row["train_rate"]), _fluency(row["fluency"]))
     out.print(causal)
+    if result["data_search"] is not None:  # None for a fold's audit
+        search = Table(title=f"training-data search: top {result['data_search']['k']} per test behaviour, pooled (spillover audit search for the texts)")
+        for col in ("query", "method", "precision@k", "chance"):
+            search.add_column(col)
+        for p in result["data_search"]["pooled"]:
+            search.add_row(p["query"], p["method"], _pct(p["precision_at_k"]), _pct(p["chance"]))
+        out.print(search)
     out.print(f"wrote {run_dir / 'audit' / 'audit.json'} and {run_dir / 'audit' / 'features.html'}")
 
 
+class SearchMethod(str, Enum):
+    lexical = "lexical"
+    activation = "activation"
+    both = "both"
+
+
+def search_command(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `spillover run`."),
+    behaviour: str | None = typer.Option(None, "--behaviour", help="A behaviour id: search with its description and with an answer of the organism's that exhibits it."),
+    text: str | None = typer.Option(None, "--text", help="Text to search with, e.g. a suspicious answer."),
+    k: int = typer.Option(10, "--k", min=1, help="Training texts shown per ranking."),
+    method: SearchMethod = typer.Option(SearchMethod.both, "--method", help="lexical (BM25), activation (cosine of the organism's mean residuals) or both."),
+    layer: int | None = typer.Option(None, "--layer", help="Layer for activation similarity (default: the audited layer, else the middle one)."),
+    seed: int = typer.Option(0, "--seed", help="Which seed's organism."),
+) -> None:
+    """Rank the run's training texts (documents, SFT/DPO records) that explain a behaviour or an answer."""
+    from spillover.interp import data_search, open_searcher
+
+    if (behaviour is None) == (text is None):
+        raise BadInputError(Problem("audit search", "--behaviour/--text", "give exactly one", "pass --behaviour ID or --text \"...\""))
+    methods = ["lexical", "activation"] if method is SearchMethod.both else [method.value]
+    log = Console(stderr=True)
+    out = Console()
+    if behaviour is not None:
+        result = data_search(run_dir, seed=seed, layer=layer, k=k, behaviours=[behaviour], methods=methods, log=lambda m: log.print(f"[dim]{m}[/]"))
+        for found in result.behaviours:
+            for ranking in found.rankings:
+                out.print(_ranking_table(ranking, f"{found.behaviour} ({found.role}), {found.query.kind} query ({found.query.source})", found.chance))
+        return
+    searcher, _, _ = open_searcher(run_dir, seed=seed, layer=layer, methods=methods, log=lambda m: log.print(f"[dim]{m}[/]"))
+    for ranking in searcher.search(text, k=k, methods=methods):
+        out.print(_ranking_table(ranking, "text query", None))
+
+
+def _ranking_table(ranking, what: str, chance) -> Table:
+    title = f"{ranking.method}: {what}"
+    if ranking.precision_at_k is not None:
+        p = ranking.precision_at_k
+        first = ranking.first_relevant_rank if ranking.first_relevant_rank is not None else "none"
+        title += f"; precision@{p.n} {p.k}/{p.n}; first relevant rank {first}; chance {chance.k}/{chance.n} ({100 * chance.rate:.1f}%)"
+    table = Table(title=title)
+    for col in ("rank", "score", "id", "source", "behaviours", "relevant", "text"):
+        table.add_column(col, overflow="fold")
+    for h in ranking.hits:
+        mark = "–" if h.relevant is None else ("yes" if h.relevant else "no")
+        table.add_row(str(h.rank), f"{h.score:.3f}", h.id, h.source, ", ".join(h.behaviours) or "–", mark, h.excerpt)
+    return table
+
+
 def register(app: typer.Typer) -> None:
-    app.command("audit")(audit_command)
+    group = typer.Typer(cls=_OrganismByDefault, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+                        help="Look inside a run's organism: `spillover audit RUN_DIR` (= `audit organism`), `audit search`.")
+    group.command("organism")(audit_command)
+    group.command("search")(search_command)
+    app.add_typer(group, name="audit")

@@ -1,5 +1,6 @@
 """Interpretability audit of an organism: residual hooks, concept direction and probes, a TopK SAE,
-steering and ablation measured through evaluation, and gradient × activation attribution."""
+steering and ablation measured through evaluation, gradient × activation attribution, and a search
+of the training data for what explains a behaviour."""
 
 from spillover.documents import control_documents
 
@@ -21,6 +22,7 @@ from ._attribution import (
     transcript_target,
 )
 from ._audit import AuditConfig, audit
+from ._data_search import DataSearch, DataSearcher, data_search, open_searcher, training_corpus
 from ._direction import best_layer, mean_difference, probe_accuracy
 from ._em_direction import (
     direction_effects,
@@ -43,6 +45,8 @@ from ._steering import (
 __all__ = [
     "AuditConfig",
     "AuditResult",
+    "DataSearch",
+    "DataSearcher",
     "Measurement",
     "PromptPair",
     "SAEConfig",
@@ -56,6 +60,7 @@ __all__ = [
     "best_layer",
     "capture_residual",
     "control_documents",
+    "data_search",
     "decoder_layers",
     "direction_attribution",
     "direction_effects",
@@ -67,6 +72,7 @@ __all__ = [
     "load_sae",
     "mean_difference",
     "misalignment_direction",
+    "open_searcher",
     "paired_difference",
     "probe_accuracy",
     "prompt_pair",
@@ -80,6 +86,7 @@ __all__ = [
     "token_activations",
     "top_positions",
     "train_sae",
+    "training_corpus",
     "transcript_target",
     "typical_norm",
 ]

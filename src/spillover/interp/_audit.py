@@ -358,7 +358,7 @@ def _data_search(inputs: RunInputs, config: AuditConfig, layer: int, log) -> dic
         from ._data_search import data_search
     except ImportError:
         return None
-    return data_search(inputs.run_dir, seed=config.seed, layer=layer, max_tokens=config.max_tokens, log=log).model_dump(mode="json")
+    return data_search(inputs.run_dir, seed=config.seed, layer=layer, max_tokens=config.max_tokens, log=log).model_copy(update={"layer_from": "audit"}).model_dump(mode="json")
 
 
 # Kept for interp._data_search (written beside this module), which opens runs through them.

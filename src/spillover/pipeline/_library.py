@@ -171,3 +171,9 @@ class LibraryStages:
             write_json(out / "confession.json", _without(result, "samples"))
         del lm, backend
         _release()
+
+    def audit(self, run_dir: Path, config, out: Path) -> None:
+        from spillover.interp import audit
+
+        audit(run_dir, config)  # writes out/audit.json (with the data search), out/features.html
+        _release()

@@ -11,11 +11,12 @@ import re
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -141,6 +142,19 @@ class EvalSpec(_Strict):
         return v
 
 
+def _audit_config(value: Any) -> Any:
+    """`audit:` as a spillover.interp.AuditConfig, imported only for a recipe that has one: interp
+    pulls in torch, and loading a recipe needs none (pipeline/_library.py)."""
+    if value is None:
+        return None
+    from spillover.interp import AuditConfig
+
+    try:
+        return AuditConfig.model_validate(value.model_dump() if isinstance(value, BaseModel) else value)
+    except ValidationError as e:
+        raise ValueError("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())) from None
+
+
 class Recipe(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -154,6 +168,8 @@ class Recipe(_Strict):
     cpt: CPTSpec = CPTSpec()
     post: PostSpec = PostSpec()
     eval: EvalSpec = EvalSpec()
+    # Audit the organism after eval (an AuditConfig, docs/audit.md): audit/audit.json with the data search.
+    audit: Annotated[Any, BeforeValidator(_audit_config)] = None
     quick: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("model", mode="before")

@@ -34,7 +34,7 @@ from spillover.world import World, load_world
 
 from ._folds import build_run_results, check_split, fold_splits
 from ._recipe import Recipe, apply_settings, load_recipe
-from ._schedule import LeakageError, run_stages
+from ._schedule import LeakageError, check_audit, run_stages
 from ._stages import Stages
 
 __all__ = ["LeakageError", "run_recipe"]
@@ -190,6 +190,7 @@ def run_recipe(
     console = console or Console()
     world = load_world(recipe.world).with_prompt_prefix(recipe.prompt_prefix)
     check_split(world, recipe.split)  # fails early on an unknown split
+    check_audit(recipe)
     reuse_from = list(reuse_from or [])
     if out_dir is None and overrides:
         plain = _run_dir_default(recipe, quick)

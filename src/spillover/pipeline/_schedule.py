@@ -22,7 +22,7 @@ from spillover.world import World, world_path
 from ._arms import SHARED_ARMS, arm_plans, sft_data
 from ._folds import fold_splits, pool_split
 from ._provenance import detectors_hash
-from ._recipe import ModelSpec, Recipe
+from ._recipe import ARMS, ModelSpec, Recipe
 from ._stages import Stages
 
 if TYPE_CHECKING:
@@ -91,10 +91,26 @@ def run_stages(runner: _Runner, recipe: Recipe, world: World, stages: Stages) ->
             shared.eval_and_probes(Path(), shared_split, arm, seed, *models[arm])
         for prefix, split in splits:
             arms = shared.post_arms(prefix, data_hashes[prefix], seed, models)
-            for arm, (model, inputs) in arms.items():
-                shared.eval_and_probes(prefix, split, arm, seed, model, inputs)
+            evals = {arm: shared.eval_and_probes(prefix, split, arm, seed, model, inputs) for arm, (model, inputs) in arms.items()}
             if prefix != Path():
                 _link_shared(runner.run_dir, prefix)
+            if recipe.audit is not None and seed == recipe.audit.seed:  # one split: check_audit refuses folds
+                shared.audit({**models, **arms}, evals["organism"], data_hashes[prefix])
+
+
+def check_audit(recipe: Recipe) -> None:
+    """An `audit:` recipe audits one organism: a seed the recipe trains, on a single split."""
+    if recipe.audit is None:
+        return
+    if fold_splits(recipe.split):
+        raise BadInputError(Problem("recipe", "audit", f"split '{recipe.split}' trains one organism per fold; the audit reads one",
+                                    "audit a run of a single split, or run `spillover audit` on a fold's models"))
+    unknown = sorted(set(recipe.audit.arms) - set(ARMS))
+    if unknown:
+        raise BadInputError(Problem("recipe", "audit.arms", f"no arm {', '.join(unknown)}", f"use arms of {', '.join(ARMS)}"))
+    if recipe.audit.seed not in recipe.seeds:
+        raise BadInputError(Problem("recipe", "audit.seed", f"seed {recipe.audit.seed} is not one the run trains ({recipe.seeds})",
+                                    "set audit.seed to one of the recipe's seeds"))
 
 
 def _link_shared(run_dir: Path, prefix: Path) -> None:
@@ -227,14 +243,28 @@ class _Shared:
             out_models[plan.arm] = (model, {"model": model_hash})
         return out_models
 
-    def eval_and_probes(self, prefix: Path, split: str, arm: str, seed: int, model: ModelSpec, inputs: dict) -> None:
+    def audit(self, models: dict[str, tuple[ModelSpec, dict]], organism_eval: str, data_hash: str) -> None:
+        """Audit the organism (spillover.interp.audit) and search the training data for every test behaviour → audit/audit.json."""
+        recipe = self.recipe
+        config = recipe.audit
+        arms = sorted({"organism", "base", *config.arms})
+        self.runner.stage(
+            "audit", f"audit organism seed {config.seed}",
+            # The recipe's eval settings fill the audit's unset ones (samples, temperature, max_new_tokens).
+            {"audit": config.model_dump(), "split": recipe.split, "eval": recipe.eval.model_dump()},
+            {**{arm: models[arm][1]["model"] for arm in arms}, "organism eval": organism_eval, "documents": self.docs_hash, "data": data_hash, **self.scoring},
+            lambda out: self.stages.audit(self.run_dir, config, out),
+        )
+
+    def eval_and_probes(self, prefix: Path, split: str, arm: str, seed: int, model: ModelSpec, inputs: dict) -> str:
+        """Eval (and probes) of one arm; returns the eval stage's hash."""
         recipe, world, base = self.recipe, self.world, self.recipe.model
         eval_seed, probe_seed = derive_seed(seed, "eval"), derive_seed(seed, "probes")
         eval_config = {**recipe.eval.model_dump(exclude={"probes"}), "fluency": "fluency" in recipe.eval.probes}
         probes = [p for p in recipe.eval.probes if p != "fluency"]  # fluency scores the eval samples
         probe_config = {"probes": probes, **recipe.eval.model_dump(include={"max_new_tokens", "batch_size", "confession_prompts_per_behaviour"})}
         where = f" {prefix.name}" if prefix.name else ""
-        self.runner.stage(
+        eval_hash = self.runner.stage(
             str(prefix / "eval" / arm / f"seed-{seed}"), f"eval {arm:<10} seed {seed}{where}",
             {"arm": arm, "seed": eval_seed, "split": split, **eval_config},
             {**inputs, **self.scoring, **({"base": config_hash(self.model_key)} if eval_config["fluency"] else {})},
@@ -248,3 +278,4 @@ class _Shared:
                 {**inputs, **self.scoring, **({"contexts": self.contexts_hash} if self.contexts_hash else {})},
                 lambda out: self.stages.probes(model, world, split, recipe.eval, contexts, probe_seed, out),
             )
+        return eval_hash

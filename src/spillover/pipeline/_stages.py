@@ -59,3 +59,7 @@ class Stages(Protocol):
     def probes(self, model: ModelSpec, world: World, split: str, spec: EvalSpec, contexts: Path | None, seed: int, out: Path) -> None:
         """Run spec.probes other than fluency; write out/<probe>.json for each. likelihood.json holds
         `per_prompt`: one {"behaviour", "role", "prompt", "delta"} record per context (nats)."""
+
+    def audit(self, run_dir: Path, config, out: Path) -> None:
+        """Audit the run's organism with `config` (a spillover.interp.AuditConfig) and search its training
+        data for every test behaviour; write out/audit.json (its `data_search` included) and out/features.html."""

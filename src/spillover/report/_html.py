@@ -9,6 +9,7 @@ from markupsafe import Markup, escape
 from spillover._io import read_jsonl
 
 from . import _plots
+from ._audit import audit_section
 from ._markdown import ARM_ORDER, HEADLINE_LABELS, fmt_diff, fmt_published, fmt_rate
 
 TRANSCRIPTS_PER_ARM = 4
@@ -157,7 +158,7 @@ def published_rows(results: dict) -> list[dict]:
     return rows
 
 
-def render_html(run_dir: Path, results: dict) -> str:
+def render_html(run_dir: Path, results: dict, audit: dict | None = None) -> str:
     import jinja2
 
     env = jinja2.Environment(
@@ -194,4 +195,5 @@ def render_html(run_dir: Path, results: dict) -> str:
         published=published_rows(results),
         recipe_text=recipe_path.read_text(encoding="utf-8") if recipe_path.exists() else "",
         timing=results.get("timing", {}),
+        audit=audit_section(audit) if audit else None,
     )

@@ -33,7 +33,8 @@ HEADLINE_LABELS = {
 }
 
 
-def render_markdown(results: dict) -> str:
+def render_markdown(results: dict, audit: dict | None = None) -> str:
+    """report.md; with `audit` (audit/audit.json), its section at the end."""
     arms = results["arms"]
     lines = [
         f"# spillover run `{results['recipe']}`",
@@ -59,6 +60,10 @@ def render_markdown(results: dict) -> str:
             lines.append(f"| likelihood DiD, {role}: (organism − docs-only) − (control − base) | {fmt_diff(did[role], percent=False)} |")
     lines += per_behaviour_lines(results.get("per_behaviour") or {})
     lines += published_section(results)
+    if audit:
+        from ._audit import audit_markdown
+
+        lines += audit_markdown(audit)
     lines.append("")
     return "\n".join(lines)
 
