@@ -97,7 +97,7 @@ class AuditConfig(BaseModel):
     prompts_per_behaviour: int | None = Field(None, ge=1, description="eval prompts per behaviour per condition; None = the recipe's")
     train_behaviours: int | None = Field(None, ge=0, description="train behaviours measured per condition; None = all in play")
     n_attribution: int = Field(3, ge=0, description="transcripts attributed")
-    data_search: bool = Field(True, description="rank training texts per test behaviour (interp._data_search, when installed; not for a fold)")
+    data_search: bool = Field(True, description="rank training texts per test behaviour (interp._data_search; not for a fold)")
     sae: SAEConfig = SAEConfig()
 
     @classmethod
@@ -353,11 +353,9 @@ def _attributions(inputs: RunInputs, lm: LoadedModel, world, directions: torch.T
 
 
 def _data_search(inputs: RunInputs, config: AuditConfig, layer: int, log) -> dict | None:
-    """The training texts that best explain each test behaviour, when interp._data_search is installed."""
-    try:
-        from ._data_search import data_search
-    except ImportError:
-        return None
+    """The training texts that best explain each test behaviour, at the audited layer."""
+    from ._data_search import data_search  # imports this module's run readers
+
     return data_search(inputs.run_dir, seed=config.seed, layer=layer, max_tokens=config.max_tokens, log=log).model_copy(update={"layer_from": "audit"}).model_dump(mode="json")
 
 

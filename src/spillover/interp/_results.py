@@ -192,5 +192,5 @@ class AuditResult(_Model):
     steering: list[Condition]
     ablation: Ablation
     attribution: list[Attribution]
-    data_search: Any | None = None  # filled by spillover.interp._data_search when present
+    data_search: Any | None = None  # interp._data_search.DataSearch as JSON; None for a fold or with data_search off
     seconds: dict[str, float]  # wall time per phase, for sizing presets
