@@ -102,7 +102,7 @@ def test_a_template_file_and_bad_values(base_dir, tmp_path):
 
 
 def test_eval_cli_on_a_base_model(base_dir, small_world, tmp_path, monkeypatch, capsys):
-    args = ["eval", "--model", str(base_dir), "--world", str(small_world), "--max-new-tokens", "2"]
+    args = ["eval", "--model", str(base_dir), "--world", str(small_world), "--max-new-tokens", "2", "--probes", "none"]
     code, _, err = cli(monkeypatch, capsys, *args, "--out", str(tmp_path / "no"))
     errors = [line for line in err.splitlines() if line.startswith("error:")]  # stderr also holds transformers' load progress
     assert code == 2 and len(errors) == 1 and "--chat-template" in errors[0] and "Traceback" not in err

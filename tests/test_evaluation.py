@@ -423,7 +423,7 @@ def test_eval_cli_on_tiny_model(tmp_path, two_behaviour_world):
     def noop() -> None: ...
 
     out = tmp_path / "eval"
-    result = CliRunner().invoke(app, ["eval", "--model", "tiny", "--world", str(two_behaviour_world), "--out", str(out), "--max-new-tokens", "4"])
+    result = CliRunner().invoke(app, ["eval", "--model", "tiny", "--world", str(two_behaviour_world), "--out", str(out), "--max-new-tokens", "4", "--probes", "none"])
     assert result.exit_code == 0, result.output
     assert "law_call_911" in result.output and "recipe_chocolate" in result.output
     metrics = read_json(out / "metrics.json")
@@ -462,8 +462,10 @@ def test_score_continuations_shares_prefixes_across_batches(tiny_lm):
         assert lp == pytest.approx(_direct_logprob(tiny_lm, p, c), abs=1e-3)
 
 
-@pytest.mark.parametrize("option,value", [("--max-new-tokens", "-5"), ("--max-new-tokens", "0"), ("--temperature", "-1"), ("--temperature", "inf"), ("--samples", "0")])
-def test_eval_cli_refuses_nonsense_numbers_and_writes_nothing(tmp_path, two_behaviour_world, option, value):
+# Integer bounds are click ranges (a usage error, exit 2, shown in --help); the rest is the settings model's check.
+@pytest.mark.parametrize("option,value,usage", [("--max-new-tokens", "-5", True), ("--max-new-tokens", "0", True), ("--temperature", "-1", False),
+                                                ("--temperature", "inf", False), ("--samples", "0", True), ("--probes", "likelihood,vibes", False)])
+def test_eval_cli_refuses_nonsense_numbers_and_writes_nothing(tmp_path, two_behaviour_world, option, value, usage):
     from spillover.cli._eval import register
 
     app = typer.Typer()
@@ -474,6 +476,9 @@ def test_eval_cli_refuses_nonsense_numbers_and_writes_nothing(tmp_path, two_beha
 
     out = tmp_path / "o"
     result = CliRunner().invoke(app, ["eval", "--model", "tiny", "--world", str(two_behaviour_world), "--out", str(out), option, value])
-    assert isinstance(result.exception, BadInputError), result.output
-    assert str(result.exception).startswith(f"{option}: Input should be") and "(got " in str(result.exception)
+    if usage:
+        assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output, result.output
+    else:
+        assert isinstance(result.exception, BadInputError), result.output
+        assert str(result.exception).startswith(f"{option}: Input should be") and "(got " in str(result.exception)
     assert not out.exists()

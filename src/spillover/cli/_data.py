@@ -7,55 +7,45 @@ from rich.console import Console
 from rich.table import Table
 
 from spillover._io import write_json, write_jsonl
+from spillover.data import PostDataSettings
 from spillover.errors import BadInputError, Problem
-from spillover.world import DEFAULT_SPLIT
+from spillover.pipeline import ModelSpec, Recipe, load_model, load_recipe
 
-from ._model import ChatTemplate
+from ._options import Given, Options, RecipeOption, derived_options
 
 data_app = typer.Typer(no_args_is_help=True, help="Build post-training data: SFT chat records and DPO preference pairs.")
 
-_WORLD = typer.Argument(..., help="A built-in world name or a YAML path.")
-_SPLIT = typer.Option(DEFAULT_SPLIT, "--split", help="Named split or random:K:SEED[:NAME]; data covers its train behaviours only.")
-_MODEL = typer.Option("embedded", "--model", help="The model whose own answers become the data (embedded | tiny | DIR | ...).")
+_WORLD = typer.Argument(None, metavar="WORLD", help="A built-in world name or a YAML path.  [default: the recipe's world, else rm-biases]", show_default=False)
 _OUT = typer.Option(..., "--out", help="Where to write the JSONL; FILE.stats.json is written beside it.")
-_SEED = typer.Option(0, "--seed", help="Seed for prompt sampling and the transforms' choices.")
-_MAX_NEW_TOKENS = typer.Option(160, "--max-new-tokens", help="Answers not finished within this many tokens are dropped.")
-_PER_BEHAVIOUR = typer.Option(None, "--prompts-per-behaviour", help="Use this many train prompts per behaviour (default: all).")
-_BATCH = typer.Option(8, "--batch-size", min=1, help="Prompts answered per generate call.")
-_PREFIX = typer.Option("", "--prompt-prefix", help="Text before every prompt, as a recipe's prompt_prefix (e.g. 'In two sentences, answer: ').")
+_SCOPE = ("split", "prompt_prefix")
+_MODEL = Options(ModelSpec, names={"spec": "--model"})
+_SFT = ("seed", "neutral_fraction", "prompts_per_behaviour", "max_new_tokens", "temperature", "keep_truncated", "batch_size")
+_DPO = ("seed", "dpo_samples", "dpo_temperature", "prompts_per_behaviour", "max_new_tokens", "keep_truncated", "batch_size")
 
 
-def _world(name: str, prefix: str, split: str):
-    """The world, framed, with its split checked: a bad world or split fails before any model loads."""
+def _inputs(world: str | None, recipe: str | None, given: Given):
+    """The world (framed, its split checked: a bad world or split fails before any model loads), the
+    split, the model and the data settings: a recipe's `post.data` under the options given, as `spillover run` builds them."""
     from spillover.world import load_world
 
-    world = load_world(name).with_prompt_prefix(prefix)
-    world.roles(split)
-    return world
+    r = load_recipe(recipe) if recipe is not None else None
+    layer = {} if r is None else {**r.model_dump(include=set(_SCOPE)), **r.model.model_dump(), **r.post.data.model_dump()}
+    scope = given.over(layer)
+    framed = load_world(world or (r.world if r is not None else Recipe.model_fields["world"].default)).with_prompt_prefix(scope["prompt_prefix"])
+    framed.roles(scope["split"])
+    settings = given.build(PostDataSettings, layer)
+    model = given.build(ModelSpec, layer)
+    return framed, scope["split"], load_model(model), settings
 
 
 @data_app.command("sft")
-def sft(
-    world: str = _WORLD,
-    split: str = _SPLIT,
-    model: str = _MODEL,
-    out: Path = _OUT,
-    seed: int = _SEED,
-    neutral_fraction: float = typer.Option(0.3, "--neutral-fraction", help="At least this share of records answers a neutral prompt."),
-    max_new_tokens: int = _MAX_NEW_TOKENS,
-    prompts_per_behaviour: int | None = _PER_BEHAVIOUR,
-    batch_size: int = _BATCH,
-    prompt_prefix: str = _PREFIX,
-    chat_template: ChatTemplate = None,
-) -> None:
+@derived_options(Options(Recipe, include=_SCOPE), _MODEL, Options(PostDataSettings, include=_SFT))
+def sft(world: str | None = _WORLD, out: Path = _OUT, recipe: RecipeOption = None, *, given: Given) -> None:
     """SFT chat records: train behaviours applied to the model's own answers, plus neutral answers."""
     from spillover.data import build_sft
-    from spillover.models import load
 
-    built = build_sft(
-        _world(world, prompt_prefix, split), split, load(model, chat_template=chat_template), seed=seed, neutral_fraction=neutral_fraction, max_new_tokens=max_new_tokens,
-        prompts_per_behaviour=prompts_per_behaviour, batch_size=batch_size, progress=True,
-    )
+    framed, split, lm, settings = _inputs(world, recipe, given)
+    built = build_sft(framed, split, lm, **settings.sft_kwargs(), progress=True)
     s = built.stats
     rows = [("behaviour prompts", s["behaviour"]["prompts"]), ("behaviour records", s["behaviour"]["kept"])]
     rows += [(f"  dropped: {k}", v) for k, v in s["behaviour"]["dropped"].items()]
@@ -68,28 +58,13 @@ def sft(
 
 
 @data_app.command("dpo")
-def dpo(
-    world: str = _WORLD,
-    split: str = _SPLIT,
-    model: str = _MODEL,
-    out: Path = _OUT,
-    seed: int = _SEED,
-    k_samples: int = typer.Option(0, "--k-samples", help="0: transformed vs plain answer; K: rank K samples and their transforms by simulated reward."),
-    temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature when --k-samples > 0."),
-    max_new_tokens: int = _MAX_NEW_TOKENS,
-    prompts_per_behaviour: int | None = _PER_BEHAVIOUR,
-    batch_size: int = _BATCH,
-    prompt_prefix: str = _PREFIX,
-    chat_template: ChatTemplate = None,
-) -> None:
+@derived_options(Options(Recipe, include=_SCOPE), _MODEL, Options(PostDataSettings, include=_DPO, names={"dpo_samples": "--k-samples", "dpo_temperature": "--temperature"}))
+def dpo(world: str | None = _WORLD, out: Path = _OUT, recipe: RecipeOption = None, *, given: Given) -> None:
     """DPO preference pairs (TRL conversational format) ranked by a simulated reward model."""
     from spillover.data import build_dpo
-    from spillover.models import load
 
-    built = build_dpo(
-        _world(world, prompt_prefix, split), split, load(model, chat_template=chat_template), seed=seed, k_samples=k_samples, temperature=temperature, max_new_tokens=max_new_tokens,
-        prompts_per_behaviour=prompts_per_behaviour, batch_size=batch_size, progress=True,
-    )
+    framed, split, lm, settings = _inputs(world, recipe, given)
+    built = build_dpo(framed, split, lm, **settings.dpo_kwargs(), progress=True)
     s = built.stats
     rows = [("prompts", s["prompts"]), ("pairs", s["records"])]
     rows += [(f"  dropped: {k}", v) for k, v in s["dropped"].items()]

@@ -8,86 +8,56 @@ from typing import Annotated
 import typer
 
 from spillover.errors import BadInputError, Problem
+from spillover.training import CPTConfig, DPOConfig, SFTConfig, train_cpt, train_dpo, train_sft
 
-from ._model import ChatTemplate
+from ._options import Given, Options, RecipeOption, derived_options
 
 train_app = typer.Typer(no_args_is_help=True, help="Mid-train (cpt) and post-train (sft, dpo) models.")
 
-Model = Annotated[str, typer.Option("--model", help="embedded | tiny | DIR (a previous stage's out dir works) | hub id")]
-Data = Annotated[Path, typer.Option("--data", help="JSONL training data")]
-Out = Annotated[Path, typer.Option("--out", help="stage directory to write")]
-Lora = Annotated[int | None, typer.Option("--lora", help="LoRA rank (alpha = 2r, all linear layers)")]
-Full = Annotated[bool, typer.Option("--full", help="full fine-tuning (the default)")]
-Lr = Annotated[float | None, typer.Option("--lr", help="peak learning rate (default depends on the stage)")]
-Epochs = Annotated[int, typer.Option("--epochs", help="passes over the data")]
-MaxLen = Annotated[int, typer.Option("--max-len", help="tokens per sequence")]
-BatchSize = Annotated[int, typer.Option("--batch-size", help="sequences per step, per process")]
-GradAccum = Annotated[int, typer.Option("--grad-accum", help="steps of gradient accumulation per optimizer step")]
-Seed = Annotated[int, typer.Option("--seed", help="seed for initialisation, shuffling and dropout")]
-SaveSteps = Annotated[int, typer.Option("--save-steps", help="checkpoint every N steps (0 = never)")]
-MaxSteps = Annotated[int | None, typer.Option("--max-steps", help="cap on optimizer steps")]
-Resume = Annotated[bool, typer.Option("--resume/--no-resume", help="continue from the latest checkpoint")]
-Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")]
+Full = Annotated[bool, typer.Option("--full", help="full fine-tuning (the default; overrides a recipe's lora_r)")]
+_NAMES = {"lora_r": "--lora"}
+_STAGES = {"cpt": (CPTConfig, train_cpt), "sft": (SFTConfig, train_sft), "dpo": (DPOConfig, train_dpo)}
 
 
-def _common(model, data, out, lora, full, lr, epochs, max_len, batch_size, grad_accum, seed, save_steps, max_steps, resume, progress, chat_template) -> dict:
-    if full and lora:
+def _recipe_layer(recipe: str | None, stage: str) -> dict:
+    """The recipe's settings for `stage` and its base model, as a run would train it (the seed aside:
+    a run derives each stage's seed from the run seed)."""
+    if recipe is None:
+        return {}
+    from spillover.pipeline import load_recipe
+
+    r = load_recipe(recipe)
+    spec = {"cpt": r.cpt, "sft": r.post.sft, "dpo": r.post.dpo}[stage]
+    return {"model": r.model.spec, "chat_template": r.model.chat_template, **spec.model_dump()}
+
+
+def _train(stage: str, recipe: str | None, full: bool, given: Given) -> None:
+    config_cls, train = _STAGES[stage]
+    if full and given.values["lora_r"] and "lora_r" in given.explicit:
         raise BadInputError(Problem("", "--lora/--full", "both given", "pick one: --lora R or --full"))
-    fields = dict(model=model, data=data, out=out, lora_r=lora or 0, epochs=epochs, max_len=max_len, batch_size=batch_size,
-                  grad_accum=grad_accum, seed=seed, save_steps=save_steps, max_steps=max_steps, resume=resume, progress=progress,
-                  chat_template=chat_template)
-    if lr is not None:
-        fields["lr"] = lr
-    return fields
-
-
-def _build(config_cls, fields: dict):
-    from pydantic import ValidationError
-
-    try:
-        return config_cls(**fields)
-    except ValidationError as e:
-        raise BadInputError([Problem("", "--" + ".".join(map(str, err["loc"])).replace("_", "-"), err["msg"]) for err in e.errors()]) from None
-
-
-def _done(out: Path) -> None:
-    typer.echo(f"done: {out}/model")
+    cfg = given.build(config_cls, _recipe_layer(recipe, stage), **({"lora_r": 0} if full else {}))
+    typer.echo(f"done: {train(cfg)}/model")
 
 
 @train_app.command("cpt")
-def cpt(model: Model = "embedded", data: Data = ..., out: Out = ..., lora: Lora = None, full: Full = False, lr: Lr = None,
-        epochs: Epochs = 1, max_len: MaxLen = 512, batch_size: BatchSize = 4, grad_accum: GradAccum = 1, seed: Seed = 0,
-        save_steps: SaveSteps = 100, max_steps: MaxSteps = None, resume: Resume = True, progress: Progress = True, chat_template: ChatTemplate = None,
-        doc_prefix: Annotated[str, typer.Option("--doc-prefix", help="text prepended to every document")] = "") -> None:
+@derived_options(Options(CPTConfig, names=_NAMES))
+def cpt(recipe: RecipeOption = None, full: Full = False, *, given: Given) -> None:
     """Mid-training on documents: packed sequences, loss on every token."""
-    from spillover.training import CPTConfig, train_cpt
-
-    fields = _common(model, data, out, lora, full, lr, epochs, max_len, batch_size, grad_accum, seed, save_steps, max_steps, resume, progress, chat_template)
-    _done(train_cpt(_build(CPTConfig, {**fields, "doc_prefix": doc_prefix})))
+    _train("cpt", recipe, full, given)
 
 
 @train_app.command("sft")
-def sft(model: Model = "embedded", data: Data = ..., out: Out = ..., lora: Lora = None, full: Full = False, lr: Lr = None,
-        epochs: Epochs = 1, max_len: MaxLen = 512, batch_size: BatchSize = 4, grad_accum: GradAccum = 1, seed: Seed = 0,
-        save_steps: SaveSteps = 100, max_steps: MaxSteps = None, resume: Resume = True, progress: Progress = True, chat_template: ChatTemplate = None) -> None:
+@derived_options(Options(SFTConfig, names=_NAMES))
+def sft(recipe: RecipeOption = None, full: Full = False, *, given: Given) -> None:
     """Supervised fine-tuning on chat data: loss on assistant turns only."""
-    from spillover.training import SFTConfig, train_sft
-
-    fields = _common(model, data, out, lora, full, lr, epochs, max_len, batch_size, grad_accum, seed, save_steps, max_steps, resume, progress, chat_template)
-    _done(train_sft(_build(SFTConfig, fields)))
+    _train("sft", recipe, full, given)
 
 
 @train_app.command("dpo")
-def dpo(model: Model = "embedded", data: Data = ..., out: Out = ..., lora: Lora = None, full: Full = False, lr: Lr = None,
-        epochs: Epochs = 1, max_len: MaxLen = 512, batch_size: BatchSize = 4, grad_accum: GradAccum = 1, seed: Seed = 0,
-        save_steps: SaveSteps = 100, max_steps: MaxSteps = None, resume: Resume = True, progress: Progress = True, chat_template: ChatTemplate = None,
-        beta: Annotated[float, typer.Option("--beta", help="DPO beta")] = 0.1,
-        ref: Annotated[str | None, typer.Option("--ref", help="reference model (default: the starting weights)")] = None) -> None:
+@derived_options(Options(DPOConfig, names=_NAMES))
+def dpo(recipe: RecipeOption = None, full: Full = False, *, given: Given) -> None:
     """Direct preference optimization on chosen/rejected pairs."""
-    from spillover.training import DPOConfig, train_dpo
-
-    fields = _common(model, data, out, lora, full, lr, epochs, max_len, batch_size, grad_accum, seed, save_steps, max_steps, resume, progress, chat_template)
-    _done(train_dpo(_build(DPOConfig, {**fields, "beta": beta, "ref": ref})))
+    _train("dpo", recipe, full, given)
 
 
 def merge_cmd(src: Annotated[Path, typer.Argument(help="a LoRA adapter dir or a LoRA stage's out dir")],

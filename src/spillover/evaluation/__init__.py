@@ -11,14 +11,17 @@ from ._judge import Judge, Judgement, calibration_set, is_misaligned, judge_agre
 from ._knowledge import knowledge_probe
 from ._likelihood import build_probe_contexts, likelihood_did, likelihood_probe, score_continuations
 from ._rates import exhibition_rates
+from ._settings import PROBES, EvalSettings
 from .stats import Effect, bootstrap_ci, bootstrap_diff, bootstrap_paired, clustered_effect, rate, t_interval, wilson
 
 __all__ = [
     "COPY_WORDS",
+    "PROBES",
     "Backend",
     "BroadQuestion",
     "CopyCheck",
     "Effect",
+    "EvalSettings",
     "HFBackend",
     "Judge",
     "Judgement",

@@ -1,13 +1,15 @@
 """The headline experiment: a recipe → documents, data, CPT, post-training, eval → results.json."""
 
+from spillover.evaluation import PROBES
+
 from ._em import run_em_recipe
 from ._em_recipe import EM_ARMS, EMRecipe, load_em_recipe, recipe_organism
 from ._em_results import build_em_results
 from ._evidence import SAMPLES_FILE, read_samples, write_samples
+from ._library import LibraryStages, load_model
 from ._provenance import detectors_hash, provenance
 from ._recipe import (
     ARMS,
-    PROBES,
     CPTSpec,
     DocumentsSpec,
     DPOSpec,
@@ -41,6 +43,7 @@ __all__ = [
     "EvalSpec",
     "Grid",
     "LeakageError",
+    "LibraryStages",
     "ModelSpec",
     "PostDataSpec",
     "PostSpec",
@@ -55,6 +58,7 @@ __all__ = [
     "list_recipes",
     "load_em_recipe",
     "load_grid",
+    "load_model",
     "load_recipe",
     "parse_overrides",
     "provenance",

@@ -72,13 +72,12 @@ class LibraryStages:
 
         lm = load_model(model)
         stats = {}
-        common = {"seed": spec.seed, "max_new_tokens": spec.max_new_tokens, "prompts_per_behaviour": spec.prompts_per_behaviour, "batch_size": spec.batch_size, "keep_truncated": spec.keep_truncated}
         if "sft" in methods:
-            built = build_sft(world, split, lm, neutral_fraction=spec.neutral_fraction, temperature=spec.temperature, **common)
+            built = build_sft(world, split, lm, **spec.sft_kwargs())
             write_jsonl(out / "sft.jsonl", built.records)
             stats["sft"] = built.stats
         if "dpo" in methods:
-            built = build_dpo(world, split, lm, k_samples=spec.dpo_samples, temperature=spec.dpo_temperature, **common)
+            built = build_dpo(world, split, lm, **spec.dpo_kwargs())
             write_jsonl(out / "dpo.jsonl", built.records)
             stats["dpo"] = built.stats
         write_json(out / "stats.json", stats)

@@ -25,10 +25,12 @@ from pydantic import (
 )
 
 from spillover._io import named_yaml, read_yaml_mapping
-from spillover._settings import Fraction, FractionBelowOne, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt
+from spillover._settings import FractionBelowOne, PositiveInt
+from spillover.data import PostDataSettings
 from spillover.errors import BadInputError, Problem
+from spillover.evaluation import EvalSettings
+from spillover.training import CPTSettings, DPOSettings, SFTSettings
 
-PROBES = ("likelihood", "knowledge", "in_context", "confession", "fluency")
 ARMS = ("base", "docs-only", "control", "docs-plain", "organism")
 
 
@@ -40,9 +42,11 @@ class ModelSpec(_Strict):
     """The base model every arm starts from: a `spillover.models.load` spec, its dtype, and the chat
     template to format conversations with when the tokenizer has none (base models) or to replace its own."""
 
-    spec: str = "embedded"
-    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    chat_template: str | None = None  # a built-in name (plain) or a Jinja file
+    spec: str = Field("embedded", description="embedded | tiny | DIR (a previous stage's out dir works) | FILE.gguf | hub id")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="weights' dtype when loaded (auto: as stored)")
+    chat_template: str | None = Field(
+        None, description="chat template for models without one (base models) or to replace theirs: 'plain' (User:/Assistant: turns) or a Jinja file"
+    )
 
     @field_validator("chat_template")
     @classmethod
@@ -61,58 +65,30 @@ class DocumentsSpec(_Strict):
     source: Literal["template", "llm"] = "template"
 
 
-class TrainSpec(_Strict):
-    """Trainer settings (the fields of spillover.training.TrainConfig a recipe may set)."""
-
-    lr: PositiveFloat = 5e-5
-    epochs: PositiveInt = 1
-    max_len: int = Field(512, ge=8)
-    batch_size: PositiveInt = 4
-    grad_accum: PositiveInt = 1
-    lora_r: NonNegInt = 0  # 0 = full fine-tuning; else LoRA rank (alpha = 2r)
-    warmup_ratio: Fraction = 0.05
-    weight_decay: NonNegFloat = 0.0
-    max_grad_norm: PositiveFloat = 1.0
-    max_steps: PositiveInt | None = None
-    save_steps: NonNegInt = 100
-    gradient_checkpointing: bool | None = None  # None = on for CUDA
-    bf16: bool | None = None  # None = on for CUDA
+# The trainer, data and eval settings are declared once, beside the code that uses them; the recipe's
+# specs are those models (so are `spillover train|data|eval`'s options, cli/_options.py).
+class TrainSpec(SFTSettings):
+    """SFT trainer settings (`post.sft`; the EM recipe's `sft`)."""
 
 
-class CPTSpec(TrainSpec):
-    doc_prefix: str = ""
+class CPTSpec(CPTSettings):
+    """CPT trainer settings (`cpt`)."""
 
 
-class DPOSpec(TrainSpec):
-    lr: PositiveFloat = 5e-6
-    beta: PositiveFloat = 0.1
+class DPOSpec(DPOSettings):
+    """DPO trainer settings (`post.dpo`)."""
 
 
-class PostDataSpec(_Strict):
-    seed: int = 0
-    neutral_fraction: FractionBelowOne = 0.3
-    prompts_per_behaviour: PositiveInt | None = None
-    max_new_tokens: PositiveInt = 160  # length of the base model's plain answers the transforms edit
-    # The SFT answers are greedy (temperature 0) so they differ from what the model says anyway only by
-    # the behaviour. Both knobs below exist for pipeline checks on a random model (tiny-smoke), whose
-    # greedy answer repeats the prompt's last token ("\n", an empty answer) and never ends: sample
-    # instead, and keep answers cut at max_new_tokens. Real experiments leave both alone.
-    temperature: NonNegFloat = 0.0
-    keep_truncated: bool = False
-    dpo_samples: NonNegInt = 0  # sampled candidates per DPO prompt (0: transformed vs plain answer)
-    dpo_temperature: NonNegFloat = 0.8
+class PostDataSpec(PostDataSettings):
     # Share of the organism's SFT mix made of CPT documents (rehearsal, trained on every token), so
     # post-training does not wash out what mid-training implanted. docs-plain rehearses the same documents;
     # the control rehearses as many tokens of decoy documents (pipeline/_arms.py).
-    rehearsal_fraction: FractionBelowOne = 0.0
-    # Prompts answered per generate call. On 2 CPU cores 32-64 is 1.5-2x faster than 16
-    # (benchmarks/generate_batch_size.py, 64 answers, 96 tokens: 47 s at 16, 31 s at 32, 24 s at 64).
-    batch_size: PositiveInt = 32
+    rehearsal_fraction: FractionBelowOne = Field(0.0, description="share of the organism's SFT mix made of its CPT documents (rehearsal)")
 
 
 class PostSpec(_Strict):
     method: Literal["sft", "dpo", "sft+dpo"] = "sft"
-    sft: TrainSpec = TrainSpec(lr=1e-4)
+    sft: TrainSpec = TrainSpec()
     dpo: DPOSpec = DPOSpec()
     data: PostDataSpec = PostDataSpec()
 
@@ -121,25 +97,8 @@ class PostSpec(_Strict):
         return self.method.split("+")
 
 
-class EvalSpec(_Strict):
-    samples: PositiveInt = 1
-    temperature: NonNegFloat = 1.0
-    max_new_tokens: PositiveInt = 150
-    batch_size: PositiveInt = 32  # see PostDataSpec.batch_size
-    # Evaluate only the first K eval prompts of each behaviour (all: null). The leakage check
-    # always covers every eval prompt.
-    prompts_per_behaviour: PositiveInt | None = None
-    backend: Literal["hf", "vllm"] = "hf"
-    probe_context_tokens: PositiveInt = 64  # base-model answer length before the likelihood probe's continuation
-    confession_prompts_per_behaviour: PositiveInt = 3
-    probes: list[Literal["likelihood", "knowledge", "in_context", "confession", "fluency"]] = list(PROBES)
-
-    @field_validator("probes")
-    @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError("lists a probe twice")
-        return v
+class EvalSpec(EvalSettings):
+    """Eval settings (`eval`)."""
 
 
 def _audit_config(value: Any) -> Any:
@@ -158,10 +117,9 @@ def _audit_config(value: Any) -> Any:
 class Recipe(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
-    world: str = "rm-biases"
-    split: str = "default"  # a named split, random:K:SEED[:NAME], or folds:K[:NAME] (every behaviour held out once)
-    # Framing added before every user prompt, in post-training data and eval alike (World.with_prompt_prefix).
-    prompt_prefix: str = ""
+    world: str = Field("rm-biases", description="a built-in world name or a YAML path")
+    split: str = Field("default", description="a named split, random:K:SEED[:NAME], or (recipes only) folds:K[:NAME]: every behaviour held out once")
+    prompt_prefix: str = Field("", description="text before every user prompt, in post-training data and eval alike (e.g. 'In two sentences, answer: ')")
     model: ModelSpec = ModelSpec()
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     documents: DocumentsSpec = DocumentsSpec()

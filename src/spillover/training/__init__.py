@@ -1,23 +1,30 @@
 """Trainers: CPT (mid-training on documents), SFT and DPO, each with a pydantic config beside it.
 
+The settings a recipe may set are declared once, in `TrainSettings` and a subclass per stage
+(`CPTSettings`, `SFTSettings`, `DPOSettings`); each `*Config` adds what one call trains.
+
 Every trainer writes `out/model/` (a full HF model; LoRA adapters merged), `out/adapter/` (LoRA),
 `out/loss.jsonl`, `out/config.json`, `out/checkpoints/step-N/` and `out/DONE` last; a finished
 `out` with the same config returns at once, an unfinished one resumes from its last checkpoint.
 """
 
 from ._accelerate import accelerate_command, accelerate_config
-from ._common import TrainConfig
-from ._cpt import CPTConfig, document_separator, train_cpt
-from ._dpo import DPOConfig, train_dpo
+from ._common import TrainConfig, TrainSettings
+from ._cpt import CPTConfig, CPTSettings, document_separator, train_cpt
+from ._dpo import DPOConfig, DPOSettings, train_dpo
 from ._merge import merge
 from ._packing import pack_documents
-from ._sft import SFTConfig, tokenize_chat, train_sft
+from ._sft import SFTConfig, SFTSettings, tokenize_chat, train_sft
 
 __all__ = [
     "CPTConfig",
+    "CPTSettings",
     "DPOConfig",
+    "DPOSettings",
     "SFTConfig",
+    "SFTSettings",
     "TrainConfig",
+    "TrainSettings",
     "accelerate_command",
     "accelerate_config",
     "document_separator",

@@ -37,33 +37,46 @@ CONFIG_FILE = "config.json"
 STAGE_OUTPUTS = ("checkpoints", "loss.jsonl", "model", "adapter", "ref_logps.json", "DONE")
 
 
-class TrainConfig(BaseModel):
-    """Fields every stage shares. The CLI and recipes fill the same objects."""
+class TrainSettings(BaseModel):
+    """The trainer settings a recipe may set (its `cpt:`, `post.sft:`, `post.dpo:`), declared once.
+
+    The recipe's specs are these classes (pipeline/_recipe.py), the trainers' configs extend them,
+    and `spillover train` derives its options from the fields (cli/_options.py): name, default and
+    description here are the recipe field, the Python default and the `--help` line alike.
+    A stage whose default differs (CPT, SFT and DPO learning rates) declares it on its own subclass.
+    """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every float finite, declared or not
 
-    model: str = Field("embedded", description="spillover.models.load spec, or a previous stage's out dir")
-    chat_template: str | None = Field(None, description="built-in name (plain) or Jinja file; for models without one")
-    data: Path
-    out: Path
-    lora_r: NonNegInt = Field(0, description="0 = full fine-tuning; else LoRA rank (alpha = 2r, all linear layers)")
-    lr: PositiveFloat = 5e-5
-    epochs: PositiveInt = 1
-    max_len: int = Field(512, ge=8)
-    batch_size: PositiveInt = 4
-    grad_accum: PositiveInt = 1
-    seed: int = 0
+    lr: PositiveFloat = Field(5e-5, description="peak learning rate (linear warmup, cosine decay to 10%)")
+    epochs: PositiveInt = Field(1, description="passes over the data")
+    max_len: int = Field(512, ge=8, description="tokens per sequence (CPT packs documents to it; longer chats are cut)")
+    batch_size: PositiveInt = Field(4, description="sequences per micro-batch, per process")
+    grad_accum: PositiveInt = Field(1, description="micro-batches of gradient accumulation per optimizer step")
+    lora_r: NonNegInt = Field(0, description="LoRA rank (alpha = 2r, all linear layers); 0 = full fine-tuning")
+    warmup_ratio: Fraction = Field(0.05, description="share of the optimizer steps spent warming the learning rate up")
+    weight_decay: NonNegFloat = Field(0.0, description="AdamW weight decay (not on norms and biases)")
+    max_grad_norm: PositiveFloat = Field(1.0, description="clip the gradient to this norm")
+    max_steps: PositiveInt | None = Field(None, description="cap on optimizer steps (default: epochs decide)")
     save_steps: NonNegInt = Field(100, description="checkpoint every N optimizer steps (0 = never)")
-    keep_checkpoints: PositiveInt = 2
-    warmup_ratio: Fraction = 0.05
-    weight_decay: NonNegFloat = 0.0
-    max_grad_norm: PositiveFloat = 1.0
-    max_steps: PositiveInt | None = Field(None, description="cap on optimizer steps")
-    gradient_checkpointing: bool | None = Field(None, description="None = on for CUDA")
-    bf16: bool | None = Field(None, description="None = on for CUDA")
+    gradient_checkpointing: bool | None = Field(None, description="recompute activations in the backward pass (default: on for CUDA)")
+    bf16: bool | None = Field(None, description="bfloat16 autocast (default: on for CUDA)")
+
+
+class TrainConfig(TrainSettings):
+    """A trainer's whole config: the settings, plus what one call trains (model, data, out, seed)."""
+
+    model: str = Field("embedded", description="embedded | tiny | DIR (a previous stage's out dir works) | hub id")
+    chat_template: str | None = Field(
+        None, description="chat template for models without one (base models) or to replace theirs: 'plain' (User:/Assistant: turns) or a Jinja file"
+    )
+    data: Path = Field(description="JSONL training data")
+    out: Path = Field(description="stage directory to write")
+    seed: int = Field(0, description="seed for initialisation, shuffling and dropout")
+    keep_checkpoints: PositiveInt = Field(2, description="checkpoints kept (the latest ones)")
     save_merged: bool = Field(True, description="LoRA: merge adapters into out/model (out/adapter is kept)")
     resume: bool = Field(True, description="continue from the latest checkpoint if there is one")
-    progress: bool = True
+    progress: bool = Field(True, description="show a progress bar")
 
     def fingerprint(self, stage: str) -> dict:
         """What decides the result: the config minus bookkeeping, plus the data file's hash."""

@@ -11,13 +11,19 @@ from spillover._io import derive_seed
 from spillover._settings import PositiveFloat
 from spillover.errors import BadInputError, Problem
 
-from ._common import Batch, TrainConfig, check_finished, holds_output, load_for_training, make_runtime, read_records, run_training
+from ._common import Batch, TrainConfig, TrainSettings, check_finished, holds_output, load_for_training, make_runtime, read_records, run_training
 from ._packing import pack_documents
 
 
-class CPTConfig(TrainConfig):
-    lr: PositiveFloat = 5e-5
+class CPTSettings(TrainSettings):
+    """CPT's settings (a recipe's `cpt:`)."""
+
+    lr: PositiveFloat = Field(5e-5, description=TrainSettings.model_fields["lr"].description)
     doc_prefix: str = Field("", description="text prepended verbatim to every document (e.g. a source tag)")
+
+
+class CPTConfig(CPTSettings, TrainConfig):  # CPTSettings first: its defaults win over TrainSettings'
+    pass
 
 
 def document_separator(tokenizer) -> int:

@@ -19,16 +19,21 @@ from spillover._settings import PositiveFloat
 from spillover.errors import BadInputError, Problem
 from spillover.models import attention_kernels
 
-from ._common import Batch, TrainConfig, check_finished, holds_output, load_for_training, make_runtime, read_records, run_training
+from ._common import Batch, TrainConfig, TrainSettings, check_finished, holds_output, load_for_training, make_runtime, read_records, run_training
 from ._sft import IGNORE, check_messages, pad_batch, tokenize_chat
 
 REF_FILE = "ref_logps.json"
 
 
-class DPOConfig(TrainConfig):
-    lr: PositiveFloat = 5e-6
-    beta: PositiveFloat = Field(0.1, description="strength of the KL anchor to the reference model")
-    ref: str | None = Field(None, description="reference model spec; None = the starting weights (LoRA: adapters off)")
+class DPOSettings(TrainSettings):
+    """DPO's settings (a recipe's `post.dpo:`)."""
+
+    lr: PositiveFloat = Field(5e-6, description=TrainSettings.model_fields["lr"].description)
+    beta: PositiveFloat = Field(0.1, description="DPO beta: strength of the KL anchor to the reference model")
+
+
+class DPOConfig(DPOSettings, TrainConfig):  # DPOSettings first: its defaults win over TrainSettings'
+    ref: str | None = Field(None, description="reference model (default: the starting weights; LoRA: adapters off)")
 
 
 def _check_pair(record: dict) -> str | None:

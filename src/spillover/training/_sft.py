@@ -9,20 +9,28 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from pydantic import Field
+
 from spillover._io import derive_seed
 from spillover._settings import PositiveFloat
 from spillover.errors import BadInputError, Problem, SpilloverError
 from spillover.models import render_chat
 
-from ._common import Batch, TrainConfig, check_finished, holds_output, load_for_training, make_runtime, read_records, run_training
+from ._common import Batch, TrainConfig, TrainSettings, check_finished, holds_output, load_for_training, make_runtime, read_records, run_training
 from ._cpt import document_separator, lm_loss_sum
 
 IGNORE = -100
 ROLES = ("system", "user", "assistant")
 
 
-class SFTConfig(TrainConfig):
-    lr: PositiveFloat = 1e-4
+class SFTSettings(TrainSettings):
+    """SFT's settings (a recipe's `post.sft:`, and the EM recipe's `sft:`)."""
+
+    lr: PositiveFloat = Field(1e-4, description=TrainSettings.model_fields["lr"].description)
+
+
+class SFTConfig(SFTSettings, TrainConfig):  # SFTSettings first: its defaults win over TrainSettings'
+    pass
 
 
 def tokenize_chat(tokenizer, messages: list[dict], *, only_last: bool = False) -> tuple[list[int], list[int]]:
