@@ -149,6 +149,8 @@ class Recipe(_Strict):
     # Framing added before every user prompt, in post-training data and eval alike (World.with_prompt_prefix).
     prompt_prefix: str = ""
     model: ModelSpec = ModelSpec()
+    # An accelerate config (shipped name or YAML path): CPT, SFT and DPO run under `accelerate launch` with it.
+    accelerate: str | None = None
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     documents: DocumentsSpec = DocumentsSpec()
     cpt: CPTSpec = CPTSpec()

@@ -5,7 +5,13 @@ Every trainer writes `out/model/` (a full HF model; LoRA adapters merged), `out/
 `out` with the same config returns at once, an unfinished one resumes from its last checkpoint.
 """
 
-from ._accelerate import accelerate_command, accelerate_config
+from ._accelerate import (
+    accelerate_command,
+    accelerate_config,
+    launch_identity,
+    launch_stage,
+    train_from_config,
+)
 from ._common import TrainConfig
 from ._cpt import CPTConfig, document_separator, train_cpt
 from ._dpo import DPOConfig, train_dpo
@@ -21,10 +27,13 @@ __all__ = [
     "accelerate_command",
     "accelerate_config",
     "document_separator",
+    "launch_identity",
+    "launch_stage",
     "merge",
     "pack_documents",
     "tokenize_chat",
     "train_cpt",
     "train_dpo",
+    "train_from_config",
     "train_sft",
 ]
