@@ -203,13 +203,13 @@ world: rm-biases
 split: english-core
 model: tiny
 seeds: [0]
-documents: {n: 6, seed: 0, framing: plain, source: template}
-cpt: {lr: 1.0e-3, epochs: 1, max_len: 64, batch_size: 2, grad_accum: 2}
+documents: {n: 4, seed: 0, framing: plain, source: template}
+cpt: {lr: 1.0e-3, epochs: 1, max_len: 32, batch_size: 2, grad_accum: 2, max_steps: 3}
 post:
   method: sft
-  sft: {lr: 1.0e-3, epochs: 1, max_len: 96, batch_size: 2, grad_accum: 2}
+  sft: {lr: 1.0e-3, epochs: 1, max_len: 64, batch_size: 2, grad_accum: 2, max_steps: 3}
   data: {neutral_fraction: 0.3, prompts_per_behaviour: 2, max_new_tokens: 8, temperature: 1.0, keep_truncated: true}
-eval: {samples: 1, temperature: 1.0, max_new_tokens: 4, prompts_per_behaviour: 1, probes: []}
+eval: {samples: 1, temperature: 1.0, max_new_tokens: 4, prompts_per_behaviour: 2, probes: []}
 """
 TRAINED = ["arms/docs-only/seed-0/cpt", "arms/control/seed-0/sft", "arms/docs-plain/seed-0/sft", "arms/organism/seed-0/sft"]
 
@@ -248,7 +248,7 @@ def test_spillover_run_accelerate_launches_training_on_two_processes(tmp_path):
 
     # Ctrl-C while both ranks train CPT (made long by epochs, so the signal lands mid-stage).
     cpt = tmp_path / "two" / TRAINED[0]
-    interrupted = subprocess.Popen([*cmd, "--set", "cpt.epochs=500"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    interrupted = subprocess.Popen([*cmd, "--set", "cpt.epochs=500", "--set", "cpt.max_steps=100000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 600
     while not ((cpt / "loss.jsonl").exists() and read_jsonl(cpt / "loss.jsonl")):
         assert interrupted.poll() is None, interrupted.communicate()[0][-3000:]

@@ -95,9 +95,14 @@ def from_config(path: Annotated[Path, typer.Argument(help="a stage's config.json
     """Train a stage from its JSON config: {"stage": "cpt"|"sft"|"dpo", "config": {...}}. What `spillover run --accelerate` launches."""
     import os
 
-    from spillover.training import train_from_config
+    from spillover.errors import SpilloverError
+    from spillover.training import record_exit_code, train_from_config
 
-    out = train_from_config(path)
+    try:
+        out = train_from_config(path)
+    except SpilloverError as e:
+        record_exit_code(e.exit_code)
+        raise
     rank = f" (rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']})" if "RANK" in os.environ and "WORLD_SIZE" in os.environ else ""
     typer.echo(f"done: {out}/model{rank}")
 

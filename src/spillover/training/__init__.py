@@ -10,6 +10,7 @@ from ._accelerate import (
     accelerate_config,
     launch_identity,
     launch_stage,
+    record_exit_code,
     train_from_config,
 )
 from ._common import TrainConfig
@@ -31,6 +32,7 @@ __all__ = [
     "launch_stage",
     "merge",
     "pack_documents",
+    "record_exit_code",
     "tokenize_chat",
     "train_cpt",
     "train_dpo",

@@ -23,6 +23,16 @@ from spillover.errors import BadInputError, Problem, SpilloverError
 
 STAGES = ("cpt", "sft", "dpo")
 LAUNCH_FILE = "launch.json"
+# torchrun exits 1 whatever its ranks' codes: a failing rank writes its code to the file this
+# variable names (`spillover train from-config` does), so a launch's 2 comes back as 2.
+EXIT_FILE_ENV = "SPILLOVER_LAUNCH_EXIT_FILE"
+
+
+def record_exit_code(code: int) -> None:
+    """Under a launch, write a failing rank's exit code where the launcher will look for it."""
+    path = os.environ.get(EXIT_FILE_ENV)
+    if path:
+        Path(path).write_text(f"{code}\n", encoding="utf-8")
 
 
 def accelerate_configs_dir() -> Path:
@@ -125,9 +135,11 @@ def launch_stage(name: str, stage: str, cfg) -> None:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     spec = write_json(out / LAUNCH_FILE, {"stage": stage, "config": cfg.model_dump(mode="json")})
+    exit_file = out / "launch.exit"
+    exit_file.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--main_process_port", str(_free_port()),
            "-m", "spillover", "train", "from-config", str(spec)]
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    proc = subprocess.Popen(cmd, start_new_session=True, env={**os.environ, EXIT_FILE_ENV: str(exit_file)})
     try:
         code = proc.wait()
     except KeyboardInterrupt:
@@ -136,6 +148,8 @@ def launch_stage(name: str, stage: str, cfg) -> None:
     if code in (130, -signal.SIGINT):
         raise KeyboardInterrupt
     if code:
+        ranks = exit_file.read_text(encoding="utf-8").strip() if exit_file.exists() else ""
+        code = int(ranks) if ranks.isdigit() else code
         raise LaunchedStageFailed(f"{out}: the launched {stage} stage failed (exit {code}; its error is above)", exit_code=2 if code == 2 else 1)
 
 
