@@ -11,6 +11,7 @@ nothing to do is exercised. Measured on 2 CPU cores, fp32, one thread per proces
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from spillover.training import (
     accelerate_config,
     train_cpt,
     train_dpo,
+    train_from_config,
     train_sft,
 )
 
@@ -100,16 +102,23 @@ def write_specs(cfgs: dict, root: Path) -> list[Path]:
     return [write_json(root / f"{stage}.json", {"stage": stage, "config": cfg.model_dump(mode="json")}) for stage, cfg in cfgs.items()]
 
 
-def one_process(cfgs: dict) -> None:
+@contextlib.contextmanager
+def one_thread():
+    """One torch thread, as each launched process has: the same float reductions in every matmul."""
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the launched processes: the same float reductions in each matmul
+    torch.set_num_threads(1)
     try:
-        for stage, train in (("cpt", train_cpt), ("sft", train_sft), ("dpo", train_dpo)):
-            train(cfgs[stage])
+        yield
     finally:
         torch.set_num_threads(threads)
+
+
+def one_process(cfgs: dict) -> None:
+    with one_thread():
+        for stage, train in (("cpt", train_cpt), ("sft", train_sft), ("dpo", train_dpo)):
+            train(cfgs[stage])
 
 
 def assert_same_training(a: Path, b: Path) -> None:
@@ -227,53 +236,47 @@ def launched_processes(launch_file: Path) -> list[int]:
 
 
 def test_spillover_run_accelerate_launches_training_on_two_processes(tmp_path):
-    """The recipe run by one process (grad_accum 2); then `spillover run --accelerate ddp` with
-    grad_accum 1, its finished documents and data linked in: interrupted with Ctrl-C during CPT
-    (exit 130, no rank left running), rerun to the end, every trained arm the same as one process's."""
-    import torch
-
-    from spillover.pipeline import run_recipe
-
+    """`spillover run --accelerate ddp` with grad_accum 1: interrupted with Ctrl-C during CPT (exit
+    130, no rank left running), rerun to the end; each trained arm then matches the same stage
+    trained by one process with grad_accum 2 from the same base model and data."""
     recipe = tmp_path / "tiny-launch.yaml"
     recipe.write_text(RECIPE)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run_recipe(recipe, out_dir=tmp_path / "one")
-    finally:
-        torch.set_num_threads(threads)
     cmd = [sys.executable, "-m", "spillover", "run", str(recipe), "--out", str(tmp_path / "two"), "--accelerate", TWO_PROCESSES,
-           "--reuse-from", str(tmp_path / "one"), "--set", "cpt.grad_accum=1", "--set", "post.sft.grad_accum=1"]
+           "--set", "cpt.grad_accum=1", "--set", "post.sft.grad_accum=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
-    # Ctrl-C while both ranks train CPT (made long by epochs, so the signal lands mid-stage).
+    # Ctrl-C while both ranks train CPT (made long, so the signal lands mid-stage).
     cpt = tmp_path / "two" / TRAINED[0]
-    interrupted = subprocess.Popen([*cmd, "--set", "cpt.epochs=500", "--set", "cpt.max_steps=100000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 600
+    interrupted = subprocess.Popen([*cmd, "--set", "cpt.epochs=500", "--set", "cpt.max_steps=100000"], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 1200
     while not ((cpt / "loss.jsonl").exists() and read_jsonl(cpt / "loss.jsonl")):
         assert interrupted.poll() is None, interrupted.communicate()[0][-3000:]
-        assert time.monotonic() < deadline, "CPT did not start within 600 s"
+        assert time.monotonic() < deadline, "CPT did not start within 1200 s"
         time.sleep(0.2)
     assert len(launched_processes(cpt / "launch.json")) >= 3  # the launcher and two ranks
     interrupted.send_signal(signal.SIGINT)
-    output = interrupted.communicate(timeout=120)[0]
+    output = interrupted.communicate(timeout=300)[0]
     assert interrupted.returncode == 130, output[-3000:]
     assert "interrupted (Ctrl-C)" in output and not (cpt / "DONE").exists()
     assert launched_processes(cpt / "launch.json") == []
 
-    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=2400)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert (tmp_path / "two" / "results.json").exists()
     assert "train cpt" in proc.stderr  # rank 0's progress bar reaches the terminal
+    stage_record = json.loads((cpt / "stage.json").read_text())
+    assert stage_record["config"]["launch"] == {"processes": 2, "mixed_precision": "no"}
     for stage in TRAINED:
         out = tmp_path / "two" / stage
         # Every rank of every launched stage said it finished.
         assert {f"done: {out}/model (rank {r} of 2)" for r in (0, 1)} <= set(proc.stdout.splitlines()), proc.stdout[-2000:]
-        assert json.loads((out / "launch.json").read_text())["config"]["grad_accum"] == 1
+        launched = json.loads((out / "launch.json").read_text())
+        assert launched["config"]["grad_accum"] == 1
+        reference = {**launched, "config": {**launched["config"], "grad_accum": 2, "out": str(tmp_path / "one" / stage)}}
+        with one_thread():
+            train_from_config(write_json(tmp_path / "one" / f"{stage.replace('/', '-')}.json", reference))
         assert_same_training(tmp_path / "one" / stage, out)
-    stage_record = json.loads((cpt / "stage.json").read_text())
-    assert stage_record["config"]["launch"] == {"processes": 2, "mixed_precision": "no"}
-    assert "launch" not in json.loads((tmp_path / "one" / TRAINED[0] / "stage.json").read_text())["config"]
 
 
 def test_launched_stage_errors_keep_their_exit_code(data, tmp_path):
