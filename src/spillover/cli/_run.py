@@ -54,6 +54,10 @@ def run(
     ),
     model: str | None = ModelOption,
     settings: list[str] | None = SetOption,
+    accelerate: str | None = typer.Option(
+        None, "--accelerate", metavar="CONFIG",
+        help="Train CPT, SFT and DPO under `accelerate launch` with this config (ddp, deepspeed_zero3, fsdp, single_gpu, or a YAML path); replaces the recipe's `accelerate:`.",
+    ),
 ) -> None:
     """Run a recipe: documents, CPT, post-training, eval of 4 arms, results.json, report. Resumes where it stopped."""
     from spillover.pipeline import run_recipe
@@ -62,7 +66,8 @@ def run(
         if not d.is_dir():
             raise typer.BadParameter(f"{d}: no such run directory", param_hint="--reuse-from")
     overrides = command_line_overrides(model, settings)
-    run_dir = run_recipe(recipe, out_dir=out, quick=quick, stages=make_stages(), seeds=parse_seeds(seeds), reuse_from=reuse_from, overrides=overrides)
+    run_dir = run_recipe(recipe, out_dir=out, quick=quick, stages=make_stages(), seeds=parse_seeds(seeds), reuse_from=reuse_from, overrides=overrides,
+                         accelerate=accelerate)
     typer.echo(f"results: {run_dir / 'results.json'}\nreport:  {run_dir / 'report.html'}")
 
 

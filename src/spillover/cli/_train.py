@@ -60,6 +60,23 @@ def dpo(recipe: RecipeOption = None, full: Full = False, *, given: Given) -> Non
     _train("dpo", recipe, full, given)
 
 
+@train_app.command("from-config")
+def from_config(path: Annotated[Path, typer.Argument(help="a stage's config.json (rerun or resume it), or the launch.json `spillover run --accelerate` writes")]) -> None:
+    """Train a stage from its JSON config: {"stage": "cpt"|"sft"|"dpo", "config": {...}}. What `spillover run --accelerate` launches."""
+    import os
+
+    from spillover.errors import SpilloverError
+    from spillover.training import record_exit_code, train_from_config
+
+    try:
+        out = train_from_config(path)
+    except SpilloverError as e:
+        record_exit_code(e.exit_code)
+        raise
+    rank = f" (rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']})" if "RANK" in os.environ and "WORLD_SIZE" in os.environ else ""
+    typer.echo(f"done: {out}/model{rank}")
+
+
 def merge_cmd(src: Annotated[Path, typer.Argument(help="a LoRA adapter dir or a LoRA stage's out dir")],
               out: Annotated[Path, typer.Option("--out", help="directory for the merged model")]) -> None:
     """Fold LoRA adapters into the base weights and save a plain safetensors model."""

@@ -53,6 +53,7 @@ class LibraryStages:
     """The real stages (see `Stages` for what each one writes)."""
 
     _tokenizer: tuple[str, object] | None = None  # (model spec, tokenizer) for count_tokens
+    accelerate: str | None = None  # an accelerate config: CPT, SFT and DPO run under `accelerate launch`
 
     def documents(self, world: World, behaviours: list[str], spec: DocumentsSpec, out: Path) -> None:
         from spillover.documents import document_stats, generate_documents
@@ -111,8 +112,12 @@ class LibraryStages:
         from spillover import training
 
         config_cls, train = {"cpt": (training.CPTConfig, training.train_cpt), "sft": (training.SFTConfig, training.train_sft), "dpo": (training.DPOConfig, training.train_dpo)}[step]
-        train(config_cls(model=base.spec, chat_template=base.chat_template, data=data, out=out, seed=seed, **spec.model_dump()))
-        _release()
+        cfg = config_cls(model=base.spec, chat_template=base.chat_template, data=data, out=out, seed=seed, **spec.model_dump())
+        if self.accelerate is not None:
+            training.launch_stage(self.accelerate, step, cfg)
+        else:
+            train(cfg)
+            _release()
 
     def cpt(self, base: ModelSpec, docs: Path, spec: CPTSpec, seed: int, out: Path) -> None:
         self._train("cpt", base, docs, spec, seed, out)

@@ -121,6 +121,8 @@ class Recipe(_Strict):
     split: str = Field("default", description="a named split, random:K:SEED[:NAME], or (recipes only) folds:K[:NAME]: every behaviour held out once")
     prompt_prefix: str = Field("", description="text before every user prompt, in post-training data and eval alike (e.g. 'In two sentences, answer: ')")
     model: ModelSpec = ModelSpec()
+    # An accelerate config (shipped name or YAML path): CPT, SFT and DPO run under `accelerate launch` with it.
+    accelerate: str | None = None
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     documents: DocumentsSpec = DocumentsSpec()
     cpt: CPTSpec = CPTSpec()

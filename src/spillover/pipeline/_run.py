@@ -9,6 +9,7 @@ upstream stages, so a change reruns exactly the stages downstream of it.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import time
@@ -158,6 +159,7 @@ def run_recipe(
     seeds: list[int] | None = None,
     reuse_from: list[Path] | None = None,
     overrides: dict | None = None,
+    accelerate: str | None = None,
 ) -> Path:
     """Run (or resume) a recipe; return the run directory holding results.json and the reports.
 
@@ -168,12 +170,17 @@ def run_recipe(
     `overrides`: dotted recipe fields (`{"post.sft.lr": 1e-4}`, as `parse_overrides` reads `--set`),
     applied after `quick` and recorded on top of the run's recipe.yaml. Without `out_dir` they get
     their own directory, runs/<name>-set-<hash>/, which reuses the plain run's finished stages.
+    `accelerate`: an accelerate config (shipped name or YAML) replacing the recipe's `accelerate:`;
+    with one, CPT, SFT and DPO each run as an `accelerate launch` of `spillover train from-config`.
     """
     if not isinstance(recipe, Recipe):
         from ._em_recipe import EMRecipe, recipe_organism
 
         if isinstance(recipe, EMRecipe) or recipe_organism(recipe) == "em":
             from ._em import run_em_recipe
+
+            if accelerate is not None:
+                raise BadInputError(Problem("--accelerate", "", "an em recipe trains in this process only", "drop --accelerate"))
 
             return run_em_recipe(recipe, out_dir, quick=quick, console=console, seeds=seeds, reuse_from=reuse_from)
     recipe = load_recipe(recipe)
@@ -183,10 +190,18 @@ def run_recipe(
         recipe = apply_settings(recipe, overrides, where="--set")
     if seeds:
         recipe = Recipe.model_validate({**recipe.model_dump(), "seeds": list(seeds)})
+    if accelerate is not None:
+        recipe = recipe.model_copy(update={"accelerate": accelerate})
     if stages is None:
         from ._library import LibraryStages
 
         stages = LibraryStages()
+    if recipe.accelerate is not None:
+        from spillover.training import launch_identity
+
+        launch_identity(recipe.accelerate)  # an unknown or unreadable config fails here, before anything is written
+        stages = copy.copy(stages)
+        stages.accelerate = recipe.accelerate
     console = console or Console()
     world = load_world(recipe.world).with_prompt_prefix(recipe.prompt_prefix)
     check_split(world, recipe.split)  # fails early on an unknown split

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from spillover._io import config_hash, derive_seed, file_hash, read_jsonl, write_json
 from spillover.errors import BadInputError, Problem, SpilloverError
 from spillover.models import read_chat_template
+from spillover.training import launch_identity
 from spillover.world import World, world_path
 
 from ._arms import SHARED_ARMS, arm_plans, sft_data
@@ -206,7 +207,7 @@ class _Shared:
         cpt_seed = derive_seed(seed, "cpt")
         cpt_hash = self.runner.stage(
             str(cpt_dir.relative_to(self.run_dir)), f"cpt  docs-only  seed {seed}",
-            {"step": "cpt", "model": self.model_key, "seed": cpt_seed, **recipe.cpt.model_dump()},
+            {"step": "cpt", "model": self.model_key, "seed": cpt_seed, **recipe.cpt.model_dump(), **launch_identity(recipe.accelerate)},
             {"documents": self.docs_hash},
             lambda out: self.stages.cpt(base, self.run_dir / "documents" / "docs.jsonl", recipe.cpt, cpt_seed, out),
         )
@@ -235,7 +236,7 @@ class _Shared:
                 extra = {**({"rehearsal_fraction": mix, "rehearsal": plan.rehearsal} if mix else {}), **({"answers": "plain"} if plain else {})}
                 model_hash = self.runner.stage(
                     str(step_dir.relative_to(self.run_dir)), f"{step:<4} {plan.arm:<10} seed {seed}{' ' + prefix.name if prefix.name else ''}",
-                    {"step": step, "seed": step_seed, **spec.model_dump(), **extra},
+                    {"step": step, "seed": step_seed, **spec.model_dump(), **extra, **launch_identity(recipe.accelerate)},
                     {"model": model_hash, "data": data_hash, **({"documents": self.docs_hash} if mix else {})},
                     work,
                 )

@@ -8,7 +8,14 @@ Every trainer writes `out/model/` (a full HF model; LoRA adapters merged), `out/
 `out` with the same config returns at once, an unfinished one resumes from its last checkpoint.
 """
 
-from ._accelerate import accelerate_command, accelerate_config
+from ._accelerate import (
+    accelerate_command,
+    accelerate_config,
+    launch_identity,
+    launch_stage,
+    record_exit_code,
+    train_from_config,
+)
 from ._common import TrainConfig, TrainSettings
 from ._cpt import CPTConfig, CPTSettings, document_separator, train_cpt
 from ._dpo import DPOConfig, DPOSettings, train_dpo
@@ -28,10 +35,14 @@ __all__ = [
     "accelerate_command",
     "accelerate_config",
     "document_separator",
+    "launch_identity",
+    "launch_stage",
     "merge",
     "pack_documents",
+    "record_exit_code",
     "tokenize_chat",
     "train_cpt",
     "train_dpo",
+    "train_from_config",
     "train_sft",
 ]

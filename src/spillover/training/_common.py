@@ -109,7 +109,8 @@ class Runtime:
     accelerator: Any = None
     rank: int = 0
     world: int = 1
-    bf16: bool = False
+    bf16: bool = False  # the forward runs in bf16 (so a frozen LoRA base may be stored in bf16)
+    autocast: bool = False  # bf16 through our own torch.autocast (not accelerate's mixed precision)
 
     @property
     def is_main(self) -> bool:
@@ -148,9 +149,15 @@ def make_runtime(cfg: TrainConfig) -> Runtime:
     if launched_by_accelerate():
         from accelerate import Accelerator
 
-        acc = Accelerator(gradient_accumulation_steps=cfg.grad_accum)
-        return Runtime(acc.device, acc, acc.process_index, acc.num_processes, acc.mixed_precision == "bf16")
-    return Runtime(torch.device("cuda" if cuda else "cpu"), bf16=bf16)
+        # step_scheduler_with_optimizer=False: otherwise accelerate steps the schedule once per process
+        # at every optimizer step (it assumes the schedule was sized for one process's batches); ours
+        # counts optimizer steps. cpu: without CUDA, torchrun's processes train on the CPU over gloo
+        # (accelerate's own MULTI_CPU launch needs mpirun).
+        acc = Accelerator(gradient_accumulation_steps=cfg.grad_accum, step_scheduler_with_optimizer=False, cpu=not cuda)
+        if acc.mixed_precision == "bf16":  # the accelerate config's mixed precision wins; else the stage's bf16
+            return Runtime(acc.device, acc, acc.process_index, acc.num_processes, bf16=True)
+        return Runtime(acc.device, acc, acc.process_index, acc.num_processes, bf16=bf16, autocast=bf16)
+    return Runtime(torch.device("cuda" if cuda else "cpu"), bf16=bf16, autocast=bf16)
 
 
 def model_source(spec: str) -> str:
@@ -273,7 +280,7 @@ def _save_checkpoint(out: Path, step: int, model, optimizer, scheduler, prog: _P
     from safetensors.torch import save_file
 
     root = out / CHECKPOINTS
-    state = {"step": step, "tokens": prog.tokens, "elapsed": prog.elapsed, "fingerprint": fingerprint}
+    state = {"step": step, "tokens": prog.tokens, "elapsed": prog.elapsed, "fingerprint": fingerprint, "processes": rt.world}
     if rt.accelerator is not None:
         # Sharded model/optimizer states (DeepSpeed, FSDP): accelerate writes them, every rank takes part.
         tmp = root / f".tmp-step-{step}"
@@ -323,17 +330,23 @@ def _load_checkpoint(ckpt: Path, model, optimizer, scheduler, rt: Runtime) -> _P
     return _Progress(step=state["step"], tokens=state["tokens"], elapsed=state["elapsed"])
 
 
-def _step_group(batches: list[Batch], index: int, rt: Runtime, grad_accum: int) -> tuple[list[Batch], int]:
-    """This rank's micro-batches for optimizer step `index` of an epoch, and the group's total units.
+def _step_group(batches: list[Batch], index: int, rt: Runtime, grad_accum: int) -> tuple[list[tuple[Batch, float]], int]:
+    """This rank's micro-batches for optimizer step `index` of an epoch, each with its weight, and the
+    group's total units.
 
-    Several processes each need the same number of micro-batches, so a short last group wraps
-    around to the epoch's first batches (as torch's DistributedSampler pads).
+    A step's group is the grad_accum × world micro-batches that one process with grad_accum × world
+    accumulation steps would take, dealt out by rank, so N processes train the model one process does.
+    Under accelerate every rank must run grad_accum micro-batches (gradient sync counts them): a rank
+    short of them in an epoch's last group runs a copy of the group's first batch at weight 0, which
+    adds nothing to the gradient (padding with real batches, as DistributedSampler does, would count
+    them twice).
     """
     size = grad_accum * rt.world
     group = batches[index * size : (index + 1) * size]
-    if rt.world > 1 and len(group) < size:
-        group = group + [batches[i % len(batches)] for i in range(size - len(group))]
-    return group[rt.rank :: rt.world], sum(b.units for b in group)
+    mine = [(batch, 1.0) for batch in group[rt.rank :: rt.world]]
+    if rt.accelerator is not None:
+        mine += [(group[0], 0.0)] * (grad_accum - len(mine))
+    return mine, sum(b.units for b in group)
 
 
 def run_training(
@@ -358,9 +371,12 @@ def run_training(
     out = Path(cfg.out)
     ckpt = _latest_checkpoint(out) if cfg.resume else None
     if ckpt is not None:
-        saved = read_json(ckpt / "trainer_state.json").get("fingerprint")
-        if saved != fingerprint:
+        saved = read_json(ckpt / "trainer_state.json")
+        if saved.get("fingerprint") != fingerprint:
             raise BadInputError(Problem(str(ckpt), "config", "checkpoint was made with a different config", "rerun with --no-resume to start over, or choose another --out"))
+        if saved.get("processes", 1) != rt.world:  # another global batch, and another checkpoint layout
+            raise BadInputError(Problem(str(ckpt), "processes", f"checkpoint was made by {saved.get('processes', 1)} processes, this run has {rt.world}",
+                                        "resume with as many processes, or rerun with --no-resume to start over"))
     elif rt.is_main:
         _clear_outputs(out)
     rt.wait()
@@ -392,11 +408,7 @@ def run_training(
     if rt.is_main:  # keep the log consistent with the checkpoint we resume from
         kept = [r for r in _read_log(log_path) if r["step"] <= prog.step]
         write_jsonl(log_path, kept)
-    autocast = (
-        (lambda: torch.autocast(device_type=rt.device.type, dtype=torch.bfloat16))
-        if rt.bf16 and rt.accelerator is None
-        else contextlib.nullcontext
-    )
+    autocast = (lambda: torch.autocast(device_type=rt.device.type, dtype=torch.bfloat16)) if rt.autocast else contextlib.nullcontext
     # accelerator.backward divides by grad_accum and DDP/DeepSpeed average over ranks; scaling the
     # loss back up keeps the gradient = sum over the whole group / the group's units, as on one process.
     loss_scale = cfg.grad_accum * rt.world if rt.accelerator is not None else 1
@@ -413,24 +425,23 @@ def run_training(
                 cached_epoch, batches = epoch, epoch_batches(epoch)
             mine, units = _step_group(batches, index, rt, cfg.grad_accum)
             step_loss, metrics, step_tokens = 0.0, {}, 0
-            for batch in mine:
+            for batch, weight in mine:
                 ctx = rt.accelerator.accumulate(model) if rt.accelerator is not None else contextlib.nullcontext()
                 with ctx, attention_kernels():
                     with autocast():
                         loss_sum, batch_metrics = loss_fn(model, batch.to(rt.device))
-                    loss = loss_sum / units
+                    loss = loss_sum * weight / units
                     if rt.accelerator is not None:
                         rt.accelerator.backward(loss * loss_scale)
                     else:
                         loss.backward()
                 step_loss += loss.item()
-                step_tokens += batch.tokens
+                step_tokens += batch.tokens if weight else 0
                 for k, v in batch_metrics.items():
-                    metrics[k] = metrics.get(k, 0.0) + v / units
+                    metrics[k] = metrics.get(k, 0.0) + weight * v / units
             if rt.accelerator is not None:
                 grad_norm = rt.accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                step_loss = rt.accelerator.reduce(torch.tensor(step_loss, device=rt.device), "sum").item()
-                step_tokens = int(rt.accelerator.reduce(torch.tensor(step_tokens, device=rt.device), "sum").item())
+                step_loss, step_tokens, metrics = _sum_over_ranks(rt, step_loss, step_tokens, metrics)
             else:
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             # (DeepSpeed clips inside its own step and returns no norm.)
@@ -465,9 +476,18 @@ def run_training(
     _save_final(cfg, lm, model, rt)
     if rt.is_main:
         last = _read_log(log_path)[-1:] or [{}]
-        mark_done(out, {"stage": stage, "steps": prog.step, "tokens": prog.tokens, "final_loss": last[0].get("loss"), "seconds": round(prog.elapsed, 2)})
+        mark_done(out, {"stage": stage, "steps": prog.step, "tokens": prog.tokens, "final_loss": last[0].get("loss"), "seconds": round(prog.elapsed, 2),
+                        "processes": rt.world})
     rt.wait()
     return out
+
+
+def _sum_over_ranks(rt: Runtime, loss: float, tokens: int, metrics: dict[str, float]) -> tuple[float, int, dict[str, float]]:
+    """The step's loss, tokens and metrics summed over every rank's share of the group (one all-reduce)."""
+    import torch
+
+    values = rt.accelerator.reduce(torch.tensor([loss, tokens, *metrics.values()], dtype=torch.float64, device=rt.device), "sum").tolist()
+    return values[0], round(values[1]), dict(zip(metrics, values[2:]))
 
 
 def _stop_if_diverged(cfg: TrainConfig, step: int, values: dict[str, float]) -> None:
