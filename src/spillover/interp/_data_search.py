@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel
 
-from spillover._io import DONE_MARKER, mark_done, read_json, read_jsonl, write_json
+from spillover._io import read_json, read_jsonl
 from spillover.errors import BadInputError, Problem
 from spillover.evaluation import rate
 from spillover.models import load
