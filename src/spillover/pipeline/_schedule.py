@@ -3,7 +3,7 @@
 `run_stages` lays out a run: documents, probe contexts, CPT and the base and docs-only evals and
 probes do not depend on the split and run once per seed in the run directory; post-training data,
 the leakage check, the post-trained arms (pipeline/_arms.py) and their evals run once per split,
-in `folds/fold-<i>/` for a `folds:K` split (pipeline/_folds.py). `_Runner.stage` (in `_run`) does
+in `folds/fold-<i>/` for a `folds:K` split (pipeline/_folds.py). `StageRunner.stage` (in `_run`) does
 the caching.
 """
 
@@ -23,18 +23,15 @@ from ._arms import SHARED_ARMS, arm_plans, sft_data
 from ._folds import fold_splits, pool_split
 from ._provenance import detectors_hash
 from ._recipe import ModelSpec, Recipe
+from ._stagekit import texts_of, trained_model
 from ._stages import Stages
 
 if TYPE_CHECKING:
-    from ._run import _Runner
+    from ._run import StageRunner
 
 
 class LeakageError(SpilloverError):
     """Held-out eval prompts were found in documents or post-training data."""
-
-
-def _trained(stage_dir: Path, base: ModelSpec) -> ModelSpec:
-    return base.model_copy(update={"spec": str(stage_dir / "model")})
 
 
 def _model_key(model: ModelSpec) -> dict:
@@ -43,19 +40,6 @@ def _model_key(model: ModelSpec) -> dict:
     if model.chat_template is not None:  # absent otherwise, so runs from before the option keep their hashes
         key["chat_template"] = config_hash(read_chat_template(model.chat_template))
     return key
-
-
-def _texts_of(records: list[dict]) -> list[str]:
-    """Every piece of text in SFT/DPO records (user and assistant turns alike)."""
-    out: list[str] = []
-    for r in records:
-        for key in ("messages", "prompt", "chosen", "rejected", "plain"):  # plain: docs-plain's answers
-            value = r.get(key)
-            if isinstance(value, str):
-                out.append(value)
-            elif isinstance(value, list):
-                out += [m["content"] for m in value if isinstance(m, dict) and "content" in m]
-    return out
 
 
 def _build_post_data(stages: Stages, world: World, recipe: Recipe, split: str, steps: list[str], out: Path) -> None:
@@ -71,7 +55,7 @@ def _build_post_data(stages: Stages, world: World, recipe: Recipe, split: str, s
             )
 
 
-def run_stages(runner: _Runner, recipe: Recipe, world: World, stages: Stages) -> None:
+def run_stages(runner: StageRunner, recipe: Recipe, world: World, stages: Stages) -> None:
     """Stages that do not depend on the split (documents, probe contexts, CPT, base and docs-only
     eval and probes) run once per seed in the run directory; the rest once per split (`folds/fold-<i>/`
     for a `folds:K` split), with the shared eval and probe directories linked in."""
@@ -112,7 +96,7 @@ def _link_shared(run_dir: Path, prefix: Path) -> None:
 class _Shared:
     """The stages of one run: what every split shares, and each split's own."""
 
-    runner: _Runner
+    runner: StageRunner
     recipe: Recipe
     world: World
     stages: Stages
@@ -171,7 +155,7 @@ class _Shared:
         def check_leaks(out: Path) -> None:
             checked = {"documents": [r["text"] for r in read_jsonl(self.run_dir / "documents" / "docs.jsonl")]}
             for step in steps:
-                checked[f"{step} data"] = _texts_of(read_jsonl(data_dir / f"{step}.jsonl"))
+                checked[f"{step} data"] = texts_of(read_jsonl(data_dir / f"{step}.jsonl"))
             reports = {what: stages.find_leaks(texts, world) for what, texts in checked.items()}
             write_json(out / "report.json", reports)
             leaking = {what: r for what, r in reports.items() if r["n_leaks"]}
@@ -194,7 +178,7 @@ class _Shared:
             {"documents": self.docs_hash},
             lambda out: self.stages.cpt(base, self.run_dir / "documents" / "docs.jsonl", recipe.cpt, cpt_seed, out),
         )
-        return {"base": (base, {"model": config_hash(self.model_key)}), "docs-only": (_trained(cpt_dir, base), {"model": cpt_hash})}
+        return {"base": (base, {"model": config_hash(self.model_key)}), "docs-only": (trained_model(cpt_dir, base), {"model": cpt_hash})}
 
     def post_arms(self, prefix: Path, data_hash: str, seed: int, models: dict) -> dict[str, tuple[ModelSpec, dict]]:
         """Post-train control (from base), docs-plain and organism (from the docs-only model) of one seed."""
@@ -223,7 +207,7 @@ class _Shared:
                     {"model": model_hash, "data": data_hash, **({"documents": self.docs_hash} if mix else {})},
                     work,
                 )
-                model = _trained(step_dir, base)
+                model = trained_model(step_dir, base)
             out_models[plan.arm] = (model, {"model": model_hash})
         return out_models
 
