@@ -156,6 +156,10 @@ class LibraryStages:
         if "likelihood" in spec.probes and contexts is not None:
             result = evaluation.likelihood_probe(lm, world, split, read_jsonl(contexts), batch_size=spec.batch_size, seed=seed)
             write_json(out / "likelihood.json", result)
+        if "likelihood" in spec.probes and spec.likelihood_context != "base":
+            own = evaluation.build_probe_contexts(lm, world, split, spec.probe_context_tokens, batch_size=spec.batch_size, prompts_per_behaviour=spec.prompts_per_behaviour)
+            write_jsonl(out / "own_contexts.jsonl", own)
+            write_json(out / "likelihood_own.json", evaluation.likelihood_probe(lm, world, split, own, batch_size=spec.batch_size, seed=seed))
         if "knowledge" in spec.probes:
             questions = knowledge_questions(world, behaviours=list(world.roles(split)))
             write_json(out / "knowledge.json", evaluation.knowledge_probe(lm, questions, batch_size=spec.batch_size))

@@ -130,6 +130,9 @@ class EvalSpec(_Strict):
     prompts_per_behaviour: PositiveInt | None = None
     backend: Literal["hf", "vllm"] = "hf"
     probe_context_tokens: PositiveInt = 64  # base-model answer length before the likelihood probe's continuation
+    # What the likelihood probe's continuation follows: the base model's answer to each eval prompt
+    # (shared by every arm), each arm's own greedy answer, or both, recorded apart (results.json).
+    likelihood_context: Literal["base", "own", "both"] = "base"
     confession_prompts_per_behaviour: PositiveInt = 3
     probes: list[Literal["likelihood", "knowledge", "in_context", "confession", "fluency"]] = list(PROBES)
 

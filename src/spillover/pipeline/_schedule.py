@@ -127,7 +127,7 @@ class _Shared:
             {"world": self.world_hash},
             lambda out: stages.documents(world, behaviours, recipe.documents, out),
         )
-        if "likelihood" in recipe.eval.probes:
+        if "likelihood" in recipe.eval.probes and recipe.eval.likelihood_context != "own":
             self.contexts_hash = self.runner.stage(
                 "probes/contexts", "likelihood-probe contexts (base model)",
                 {"world": recipe.world, "split": self.shared_split, "model": self.model_key, "max_new_tokens": recipe.eval.probe_context_tokens,
@@ -214,9 +214,11 @@ class _Shared:
     def eval_and_probes(self, prefix: Path, split: str, arm: str, seed: int, model: ModelSpec, inputs: dict) -> None:
         recipe, world, base = self.recipe, self.world, self.recipe.model
         eval_seed, probe_seed = derive_seed(seed, "eval"), derive_seed(seed, "probes")
-        eval_config = {**recipe.eval.model_dump(exclude={"probes"}), "fluency": "fluency" in recipe.eval.probes}
+        eval_config = {**recipe.eval.model_dump(exclude={"probes", "likelihood_context"}), "fluency": "fluency" in recipe.eval.probes}
         probes = [p for p in recipe.eval.probes if p != "fluency"]  # fluency scores the eval samples
         probe_config = {"probes": probes, **recipe.eval.model_dump(include={"max_new_tokens", "batch_size", "confession_prompts_per_behaviour"})}
+        if "likelihood" in probes and recipe.eval.likelihood_context != "base":  # absent by default: older runs keep their hashes
+            probe_config["own_contexts"] = recipe.eval.model_dump(include={"likelihood_context", "probe_context_tokens", "prompts_per_behaviour"})
         where = f" {prefix.name}" if prefix.name else ""
         self.runner.stage(
             str(prefix / "eval" / arm / f"seed-{seed}"), f"eval {arm:<10} seed {seed}{where}",
