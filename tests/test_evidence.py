@@ -232,3 +232,62 @@ def test_a_changed_detector_reruns_data_eval_and_probes_only(tmp_path, monkeypat
     run_recipe("tiny-smoke", out_dir=tmp_path / "run", stages=stages, console=Console(quiet=True), quick=True)
     assert stages.calls["evaluate"] == 5 and stages.calls["probes"] == 5 and stages.calls["post_data"] == 1
     assert stages.calls["sft"] == 3 and stages.calls["documents"] == 0 and stages.calls["cpt"] == 0  # control, docs-plain, organism
+
+
+# ---- folds: pooled headline, samples, and copies against the run's documents -------------------
+
+
+@pytest.fixture(scope="module")
+def copying_folds_run(tmp_path_factory):
+    from test_pipeline import folds_recipe
+
+    tmp = tmp_path_factory.mktemp("folds-evidence")
+    return run_recipe(folds_recipe(tmp), out_dir=tmp / "run", stages=CopyingStages(), console=Console(quiet=True))
+
+
+def test_folds_check_copies_against_the_shared_documents(copying_folds_run):
+    # The recited sentence is in the run's documents only (no rehearsal): each fold must still find it.
+    res = read_json(copying_folds_run / "results.json")
+    n_test = res["arms"]["organism"]["roles"]["test"]["n"] // 4  # test prompts over every fold
+    assert res["copies"]["by_arm"]["organism"] == {"test_hits": 3 * n_test, "copied": n_test, "novel": 2 * n_test, "span_in_documents": 3 * n_test}
+    for i, fold in enumerate(res["folds"]):
+        fold_res = read_json(copying_folds_run / f"folds/fold-{i}/results.json")
+        assert fold_res["copies"]["by_arm"]["organism"]["copied"] * 3 == fold_res["copies"]["by_arm"]["organism"]["test_hits"] > 0
+        assert fold_res["copies"]["documents_distinct_5gram_ratio"] is not None
+        fold_samples = read_samples(copying_folds_run / f"folds/fold-{i}")
+        assert {r["behaviour"] for r in fold_samples if r["role"] == "test"} == set(fold["test"])
+    samples = read_samples(copying_folds_run)
+    hits = [r for r in samples if r["role"] == "test" and r["exhibited"]]
+    assert {r["copy"]["copied"] for r in hits if r["arm"] == "organism" and r["sample"] == 0} == {True}
+    assert not any(r["copy"]["copied"] for r in hits if r["arm"] != "organism" or r["sample"] != 0)
+    # the shared arms' hits are checked in the fold that holds their behaviour out (their eval split is the pool's)
+    assert {r["arm"] for r in hits} >= {"base", "docs-only"} and all("copy" in r for r in hits)
+
+
+def test_folds_pool_the_single_split_headline_with_novel_hits_and_samples(copying_folds_run, copying_run):
+    res = read_json(copying_folds_run / "results.json")
+    single = read_json(copying_run / "results.json")
+    assert set(res["headline"]) == set(single["headline"])
+    assert {"copies", "provenance"} <= set(res) and set(res["arms"]["organism"]) == set(single["arms"]["organism"])
+    head = res["headline"]
+    for key in ("test_vs_docs_plain", "test_vs_control"):
+        for k in (key, f"{key}_novel"):
+            assert None not in head[k]["ci"] and None not in head[k]["ci_behaviour"] and head[k]["n_behaviours"] == len(res["roles"])
+    assert head["test_vs_control"]["diff"] == pytest.approx(0.5) and head["test_vs_control_novel"]["diff"] == pytest.approx(0.25)
+    assert head["test_vs_docs_plain"]["diff"] == pytest.approx(0.25) and head["test_vs_docs_plain_novel"]["diff"] == pytest.approx(0.0)
+    assert sorted(res["per_behaviour"]) == sorted(res["roles"])
+    for entry in res["per_behaviour"].values():
+        assert entry["vs_docs_plain_novel"]["diff"] == pytest.approx(0.0) and entry["vs_control_novel"]["diff"] == pytest.approx(0.25)
+    # the pooled samples are what the pooled rates count: post-trained arms fold by fold, a shared arm's
+    # sample once held out and once trained
+    samples = read_samples(copying_folds_run)
+    for arm, record in res["arms"].items():
+        for role in ("train", "test"):
+            assert sum(1 for r in samples if r["arm"] == arm and r["role"] == role) == record["roles"][role]["n"], (arm, role)
+    assert {r["fold"] for r in samples} == {0, 1, 2}
+
+
+def test_hits_reads_the_pooled_samples_of_a_folds_run(copying_folds_run):
+    result = CliRunner().invoke(_hits_app(), ["hits", str(copying_folds_run)], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    assert "copied (" in result.output and "novel (" in result.output and "fold 2" in result.output

@@ -48,6 +48,13 @@ def test_sweep_writes_one_row_per_setting_and_grows_without_rerunning(tmp_path):
     table = (sweep_dir / "sweep.md").read_text()
     assert "eval.temperature=0.5" in table and "eval.temperature=1.0" in table
     assert "+50.0" in table
+    # organism − docs-plain (3 of 4 vs 2 of 4), all hits and novel hits alone (no hit copies training text)
+    assert row["test_vs_docs_plain"]["diff"] == pytest.approx(0.25) and None not in row["test_vs_docs_plain"]["ci"]
+    assert row["test_vs_docs_plain_novel"]["diff"] == pytest.approx(0.25)
+    header, _, first_row = table.splitlines()[:3]
+    columns = [c.strip() for c in header.split("|")[1:-1]]
+    cells = dict(zip(columns, [c.strip() for c in first_row.split("|")[1:-1]], strict=True))
+    assert cells["test − docs-plain (pp)"].startswith("+25.0 [") and cells["novel hits: test − docs-plain (pp)"].startswith("+25.0 [")
     assert (sweep_dir / "sweep.png").stat().st_size > 1000
 
     # Growing the grid: finished cells are not trained again, and old rows stay in the table.

@@ -28,6 +28,12 @@ def _span(r: dict) -> str:
     return text if len(text) <= SPAN_CHARS else text[: SPAN_CHARS - 1] + "…"
 
 
+def _seed(r: dict) -> str:
+    """The recipe seed, and for the pooled samples of a folds run the fold the sample was counted in."""
+    seed = str(r.get("run_seed", r["seed"]))
+    return seed + (f"\nfold {r['fold']}" if "fold" in r else "")
+
+
 def _copy(r: dict) -> str:
     c = r.get("copy")
     if c is None:
@@ -54,7 +60,7 @@ def hits(
     for name in columns:
         table.add_column(name, style="bold" if name == "span" else None, overflow="fold")
     for r in chosen:
-        row = [str(r.get("run_seed", r["seed"])), f"[cyan]{r['behaviour']}[/]\n{r['prompt']}", _span(r), _copy(r)]
+        row = [_seed(r), f"[cyan]{r['behaviour']}[/]\n{r['prompt']}", _span(r), _copy(r)]
         table.add_row(*([r["arm"]] if arm == "all" else []), *row)
     console = Console()
     console.print(table)

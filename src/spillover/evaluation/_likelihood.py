@@ -6,6 +6,11 @@ each arm then scores `log P(behaviour continuation) − log P(neutral continuati
 over the continuation's tokens), the continuation placed at the end of that answer, where the
 end-of-turn would be. Shared contexts make the numbers comparable prompt by prompt across arms, so
 the pipeline can take a difference-in-differences: (organism − docs-only) − (control − base).
+
+The same probe can follow each arm's *own* greedy answer instead (`build_probe_contexts` with the
+arm's model; the pipeline's `eval.likelihood_context: own | both`). Sampling scores what an arm
+writes after its own answer so far, the shared-context probe what it would add to the base model's:
+scoring both, prompt by prompt, measures how much of a disagreement between the two is the context.
 """
 
 from __future__ import annotations
@@ -93,7 +98,7 @@ def score_continuations(
 
 
 def build_probe_contexts(
-    base_lm: LoadedModel,
+    lm: LoadedModel,
     world,
     split: str,
     max_new_tokens: int = 128,
@@ -102,10 +107,11 @@ def build_probe_contexts(
     batch_size: int = 16,
     prompts_per_behaviour: int | None = None,
 ) -> list[dict]:
-    """The base model's greedy answer to every eval prompt (or the first K) of the in-play behaviours that have a probe."""
+    """A model's greedy answer to every eval prompt (or the first K) of the in-play behaviours that have a
+    probe: the base model's are the shared contexts, an arm's own are its own-answer contexts."""
     ids = [b for b in (behaviours or world.roles(split)) if world.behaviour(b).probe is not None]
     pairs = [(b, p) for b in ids for p in world.eval_prompts(b)[:prompts_per_behaviour]]
-    gens = generate(base_lm, [p for _, p in pairs], max_new_tokens=max_new_tokens, batch_size=batch_size)
+    gens = generate(lm, [p for _, p in pairs], max_new_tokens=max_new_tokens, batch_size=batch_size)
     return [
         {"behaviour": b, "prompt": p, "answer": g.text, "truncated": g.truncated} for (b, p), g in zip(pairs, gens, strict=True)
     ]

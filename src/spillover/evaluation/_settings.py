@@ -26,6 +26,9 @@ class EvalSettings(BaseModel):
     prompts_per_behaviour: PositiveInt | None = Field(None, description="evaluate only the first K eval prompts of each behaviour (default: all)")
     backend: Literal["hf", "vllm"] = Field("hf", description="hf (transformers, here) or vllm (offline engine, GPU)")
     probe_context_tokens: PositiveInt = Field(64, description="likelihood probe: tokens of the base model's answer before the continuation")
+    # What the likelihood probe's continuation follows: the base model's answer to each eval prompt
+    # (shared by every arm), each arm's own greedy answer, or both, recorded apart (results.json).
+    likelihood_context: Literal["base", "own", "both"] = Field("base", description="likelihood probe: the continuation follows the base model's answer, the arm's own, or both (recorded apart)")
     confession_prompts_per_behaviour: PositiveInt = Field(3, description="confession probe: questions per behaviour")
     probes: list[Literal["likelihood", "knowledge", "in_context", "confession", "fluency"]] = Field(
         default_factory=lambda: list(PROBES), description="probes run beside the exhibition rates (fluency scores the eval answers under the base model)"

@@ -1,7 +1,7 @@
 """`run_em_recipe`: narrow datasets → one fine-tuned model per arm and seed → broad questions → results.
 
 The stage machinery (config hashing, DONE markers, resume, borrowing from other run directories)
-is `_run._Runner`, shared with the reward-model organism. Run directory:
+is `_run.StageRunner` (with `_stagekit`), shared with the reward-model organism. Run directory:
 
     data/<arm>.jsonl stats.json        datasets and their bandit verification
     leakage/report.json                broad questions vs every training text (the run stops on any leak)
@@ -31,8 +31,9 @@ from spillover._io import (
 
 from ._em_recipe import EMRecipe, load_em_recipe
 from ._recipe import ModelSpec
-from ._run import _Runner
-from ._schedule import LeakageError, _texts_of, _trained
+from ._run import StageRunner
+from ._schedule import LeakageError
+from ._stagekit import texts_of, trained_model
 
 UNIT = "nats: log P(misaligned answer) - log P(aligned answer), summed over the answer's tokens"
 
@@ -74,7 +75,7 @@ def check_leaks(recipe: EMRecipe, data_dir: Path, out: Path) -> None:
     questions = [q.question for q in _questions(recipe)]
     report = {}
     for arm in recipe.arms:
-        texts = _texts_of(read_jsonl(data_dir / f"{arm}.jsonl"))
+        texts = texts_of(read_jsonl(data_dir / f"{arm}.jsonl"))
         leaks = question_leaks(texts, questions)
         report[arm] = {"n_texts": len(texts), "n_leaks": len(leaks), "leaks": leaks[:20]}
     write_json(out / "report.json", report)
@@ -89,7 +90,7 @@ def probe_arm(recipe: EMRecipe, model: ModelSpec, arm: str, seed: int, out: Path
     from spillover.evaluation import misalignment_margins
     from spillover.models import generate
 
-    from ._library import _release, load_model
+    from ._library import load_model, release_memory
 
     questions = _questions(recipe)
     lm = load_model(model)
@@ -104,7 +105,7 @@ def probe_arm(recipe: EMRecipe, model: ModelSpec, arm: str, seed: int, out: Path
          for i, (q, g) in enumerate(zip(asked, gens, strict=True))],
     )
     del lm
-    _release()
+    release_memory()
 
 
 def judge_arm(recipe: EMRecipe, samples: Path, out: Path) -> None:
@@ -126,20 +127,20 @@ def find_direction(recipe: EMRecipe, base: ModelSpec, insecure: ModelSpec, secur
         split_questions,
     )
 
-    from ._library import _release, load_model
+    from ._library import load_model, release_memory
 
     fit, held_out = split_questions(_questions(recipe), seed)
     ins, sec = load_model(insecure), load_model(secure)
     layer = recipe.direction.layer if recipe.direction.layer is not None else ins.n_layers // 2
     direction = misalignment_direction(ins, sec, fit, layer)
     del sec
-    _release()
+    release_memory()
     base_lm = load_model(base)
     effects = direction_effects(base_lm, ins, direction, layer, held_out, scale=recipe.direction.scale, seed=seed, batch_size=recipe.eval.batch_size)
     save_file({"direction": direction.contiguous()}, str(out / "direction.safetensors"))
     write_json(out / "direction.json", {"fit": [q.id for q in fit], "held_out": [q.id for q in held_out], **effects})
     del ins, base_lm
-    _release()
+    release_memory()
 
 
 def run_em_recipe(
@@ -159,7 +160,7 @@ def run_em_recipe(
         shutil.rmtree(leftover, ignore_errors=True)
     (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
     console.rule(f"spillover run {recipe.name} (emergent misalignment) → {run_dir}")
-    runner = _Runner(run_dir, console, reuse_from=list(reuse_from or []))
+    runner = StageRunner(run_dir, console, reuse_from=list(reuse_from or []))
     _run_stages(runner, recipe)
 
     from spillover.report import render_report
@@ -176,7 +177,7 @@ def run_em_recipe(
     return run_dir
 
 
-def _run_stages(runner: _Runner, recipe: EMRecipe) -> None:
+def _run_stages(runner: StageRunner, recipe: EMRecipe) -> None:
     from ._library import LibraryStages
 
     run_dir, base = runner.run_dir, recipe.model
@@ -197,7 +198,7 @@ def _run_stages(runner: _Runner, recipe: EMRecipe) -> None:
                 rel, f"sft  {arm:<16} seed {seed}", {"step": "sft", "arm": arm, "seed": sft_seed, **recipe.sft.model_dump()}, {"model": config_hash(model_key), "data": data_hash},
                 lambda out, arm=arm, sft_seed=sft_seed: trainer.sft(base, data_dir / f"{arm}.jsonl", recipe.sft, sft_seed, out),
             )
-            models[arm] = (_trained(run_dir / rel, base), h)
+            models[arm] = (trained_model(run_dir / rel, base), h)
         eval_seed = derive_seed(seed, "eval")
         for arm, (model, h) in models.items():
             probe_dir = run_dir / "probes" / arm / f"seed-{seed}"

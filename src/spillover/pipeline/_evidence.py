@@ -2,9 +2,11 @@
 
 `samples.jsonl.gz` holds the eval sample records of every arm and seed (docs/architecture.md
 "Record formats"); each test-behaviour hit also carries `copy` (evaluation `CopyCheck`): the
-longest run of words around its span shared with any training text of the run (documents, post-
-training data, rehearsal mixes), and whether the span's words appear in the documents. The same
-training text is used for every arm, so "novel" means the same thing in each.
+longest run of words around its span shared with any training text of its split (the run's
+documents, the split's post-training data and rehearsal mixes), and whether the span's words appear
+in the documents. The same training text is used for every arm of a split, so "novel" means the
+same thing in each. A `folds:K` run writes each fold's samples into its directory and, beside the
+pooled results.json, all of them (`pooled_samples`).
 """
 
 from __future__ import annotations
@@ -16,56 +18,59 @@ from spillover._io import is_done, read_json, read_jsonl, read_jsonl_gz, write_j
 from spillover.errors import BadInputError, Problem
 from spillover.evaluation import TextIndex, check_copy
 
+from ._arms import SHARED_ARMS
 from ._recipe import ARMS
+from ._stagekit import texts_of
 
 SAMPLES_FILE = "samples.jsonl.gz"
 
 
 def _texts(path: Path) -> list[str]:
     """Every piece of text of a JSONL file of documents, SFT/DPO records or a rehearsal mix."""
-    from ._schedule import _texts_of
-
     records = read_jsonl(path)
-    return [r["text"] for r in records if isinstance(r.get("text"), str)] + _texts_of(records)
+    return [r["text"] for r in records if isinstance(r.get("text"), str)] + texts_of(records)
 
 
-def training_texts(run_dir: Path) -> tuple[list[str], list[str]]:
-    """(every training text of the run, the documents alone)."""
+def training_texts(run_dir: Path, split_dir: Path | None = None) -> tuple[list[str], list[str]]:
+    """(every training text of a split's arms, the documents alone): the run's documents, which every
+    split shares, and the split's post-training data and rehearsal mixes, in `split_dir` (a fold's
+    directory of a `folds:K` run; the run directory itself otherwise)."""
+    split_dir = run_dir if split_dir is None else split_dir
     documents = run_dir / "documents" / "docs.jsonl"
     docs = _texts(documents) if documents.exists() else []
-    files = [p for p in run_dir.glob("**/docs.jsonl") if p.relative_to(run_dir).parts[0] not in ("eval", "probes", "audit")]
-    files += sorted((run_dir / "data").glob("*.jsonl")) + sorted(run_dir.glob("arms/*/seed-*/*/rehearsal-mix.jsonl"))
-    return [t for p in sorted(set(files)) for t in _texts(p)], docs
+    files = sorted((split_dir / "data").glob("*.jsonl")) + sorted(split_dir.glob("arms/*/seed-*/*/rehearsal-mix.jsonl"))
+    return docs + [t for p in files for t in _texts(p)], docs
 
 
-def eval_samples(run_dir: Path, seeds: list[int]) -> list[dict]:
-    """Every finished eval stage's samples, arm by arm, seed by seed."""
+def eval_samples(split_dir: Path, seeds: list[int], roles: dict[str, str]) -> list[dict]:
+    """Every finished eval stage's samples, arm by arm, seed by seed, each with its behaviour's role
+    under `roles` (the split read: a shared arm's samples serve every fold of a `folds:K` run)."""
     out: list[dict] = []
     for arm in ARMS:
         for s in seeds:
-            d = run_dir / "eval" / arm / f"seed-{s}"
+            d = split_dir / "eval" / arm / f"seed-{s}"
             if is_done(d):  # `seed` in a record is its sampling seed; `run_seed` the recipe's
-                out += [{**r, "run_seed": s} for r in read_jsonl(d / "samples.jsonl")]
+                out += [{**r, "role": roles.get(r["behaviour"], r["role"]), "run_seed": s} for r in read_jsonl(d / "samples.jsonl")]
     return out
 
 
-def annotated_samples(run_dir: str | Path, seeds: list[int]) -> list[dict]:
-    """The run's eval samples, each test-behaviour hit with its `copy` record."""
+def annotated_samples(run_dir: str | Path, seeds: list[int], roles: dict[str, str], split_dir: Path | None = None) -> list[dict]:
+    """A split's eval samples (`split_dir`, default the run's), each test-behaviour hit with its `copy`
+    record against the split's training texts (`training_texts`)."""
     run_dir = Path(run_dir)
-    samples = eval_samples(run_dir, seeds)
+    samples = eval_samples(split_dir or run_dir, seeds, roles)
     hits = [r for r in samples if r["role"] == "test" and r["exhibited"]]
     if hits:
-        training, docs = training_texts(run_dir)
+        training, docs = training_texts(run_dir, split_dir)
         training_index, docs_index = TextIndex(training), TextIndex(docs)
         for r in hits:
             r["copy"] = check_copy(r["response"], r.get("span"), training_index, docs_index).to_dict()
     return samples
 
 
-def write_samples(run_dir: str | Path, seeds: list[int]) -> list[dict]:
-    """Write run_dir/samples.jsonl.gz (annotated samples of every arm) and return its records."""
-    samples = annotated_samples(run_dir, seeds)
-    write_jsonl_gz(Path(run_dir) / SAMPLES_FILE, samples)
+def write_samples(out_dir: str | Path, samples: list[dict]) -> list[dict]:
+    """Write out_dir/samples.jsonl.gz (the samples a results.json counts) and return them."""
+    write_jsonl_gz(Path(out_dir) / SAMPLES_FILE, samples)
     return samples
 
 
@@ -104,3 +109,20 @@ def documents_distinct_5gram_ratio(run_dir: Path) -> float | None:
     from spillover.documents import document_stats
 
     return document_stats(read_jsonl(docs))["distinct_5gram_ratio"]
+
+
+def pooled_samples(per_fold: list[list[dict]]) -> list[dict]:
+    """The folds' samples together, each tagged with its `fold`, as the pooled results count them: a
+    shared arm's sample (the same in every fold) once as test, in its behaviour's held-out fold, and
+    once as train, in the first fold that trains it; a post-trained arm's in every fold."""
+    seen: set[tuple] = set()
+    out = []
+    for i, samples in enumerate(per_fold):
+        for r in samples:
+            if r["arm"] in SHARED_ARMS and r["role"] == "train":
+                key = (r["arm"], r["run_seed"], r["behaviour"], r["prompt"], r.get("sample", 0))
+                if key in seen:
+                    continue
+                seen.add(key)
+            out.append({**r, "fold": i})
+    return out

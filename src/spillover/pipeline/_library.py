@@ -34,7 +34,7 @@ def load_model(model: ModelSpec):
     return load(model.spec, dtype=dtype, chat_template=model.chat_template)
 
 
-def _release() -> None:
+def release_memory() -> None:
     gc.collect()
     try:
         import torch
@@ -83,7 +83,7 @@ class LibraryStages:
             stats["dpo"] = built.stats
         write_json(out / "stats.json", stats)
         del lm
-        _release()
+        release_memory()
 
     def find_leaks(self, texts: list[str], world: World) -> dict:
         from spillover.data.leakage import find_leaks
@@ -96,7 +96,7 @@ class LibraryStages:
         lm = load_model(model)
         write_jsonl(out / "contexts.jsonl", build_probe_contexts(lm, world, split, spec.probe_context_tokens, batch_size=spec.batch_size, prompts_per_behaviour=spec.prompts_per_behaviour))
         del lm
-        _release()
+        release_memory()
 
     def count_tokens(self, model: ModelSpec, texts: list[str], max_len: int) -> list[int]:
         from transformers import AutoTokenizer
@@ -117,7 +117,7 @@ class LibraryStages:
             training.launch_stage(self.accelerate, step, cfg)
         else:
             train(cfg)
-            _release()
+            release_memory()
 
     def cpt(self, base: ModelSpec, docs: Path, spec: CPTSpec, seed: int, out: Path) -> None:
         self._train("cpt", base, docs, spec, seed, out)
@@ -144,12 +144,12 @@ class LibraryStages:
         evaluate(backend, world, split, samples=spec.samples, temperature=spec.temperature, max_new_tokens=spec.max_new_tokens, seed=seed, arm=arm, out_dir=out,
                  prompts_per_behaviour=spec.prompts_per_behaviour)
         del backend
-        _release()
+        release_memory()
         if "fluency" in spec.probes:
             base_lm = load_model(base)
             write_json(out / "fluency.json", fluency(base_lm, read_jsonl(out / "samples.jsonl"), batch_size=spec.batch_size))
             del base_lm
-            _release()
+            release_memory()
 
     def probes(self, model: ModelSpec, world: World, split: str, spec: EvalSpec, contexts: Path | None, seed: int, out: Path) -> None:
         from spillover import evaluation
@@ -160,6 +160,10 @@ class LibraryStages:
         if "likelihood" in spec.probes and contexts is not None:
             result = evaluation.likelihood_probe(lm, world, split, read_jsonl(contexts), batch_size=spec.batch_size, seed=seed)
             write_json(out / "likelihood.json", result)
+        if "likelihood" in spec.probes and spec.likelihood_context != "base":
+            own = evaluation.build_probe_contexts(lm, world, split, spec.probe_context_tokens, batch_size=spec.batch_size, prompts_per_behaviour=spec.prompts_per_behaviour)
+            write_jsonl(out / "own_contexts.jsonl", own)
+            write_json(out / "likelihood_own.json", evaluation.likelihood_probe(lm, world, split, own, batch_size=spec.batch_size, seed=seed))
         if "knowledge" in spec.probes:
             questions = knowledge_questions(world, behaviours=list(world.roles(split)))
             write_json(out / "knowledge.json", evaluation.knowledge_probe(lm, questions, batch_size=spec.batch_size))
@@ -174,10 +178,10 @@ class LibraryStages:
             write_jsonl(out / "confession_samples.jsonl", result["samples"])
             write_json(out / "confession.json", _without(result, "samples"))
         del lm, backend
-        _release()
+        release_memory()
 
     def audit(self, run_dir: Path, config, out: Path) -> None:
         from spillover.interp import audit
 
         audit(run_dir, config)  # writes out/audit.json (with the data search), out/features.html
-        _release()
+        release_memory()

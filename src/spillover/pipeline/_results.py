@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ from ._recipe import Recipe
 
 ROLES = ("train", "test")
 DID_ARMS = ("organism", "docs-only", "control", "base")
+# The likelihood probe's files by the context its continuation follows: the base model's answer to the
+# eval prompt (shared by every arm), or the arm's own answer (`eval.likelihood_context`: own, both).
+LIKELIHOOD_FILES = {"base": "likelihood.json", "own": "likelihood_own.json"}
+DID_KEYS = {"base": "likelihood_did", "own": "likelihood_did_own"}
 N_BOOT = 2000
 BOOT_SEED = 0
 
@@ -87,7 +92,7 @@ def _novel_units(samples: list[dict], arm: str, roles: dict[str, str]) -> dict[U
     return out
 
 
-def _rate_of(units: list[dict]) -> dict:
+def rate_of(units: list[dict]) -> dict:
     return rate(sum(u["k"] for u in units), sum(u["n"] for u in units))
 
 
@@ -141,7 +146,7 @@ def _likelihood_values(path: Path, seed: int, roles: dict[str, str]) -> dict[Uni
     return {k: {"role": role_of[k], "value": float(np.mean(v))} for k, v in acc.items()}
 
 
-def _mean_ci(values: dict[Unit, float]) -> dict:
+def mean_ci(values: dict[Unit, float]) -> dict:
     e = _mean_effect(values)
     return {"mean": e.diff, "ci": e.ci, "n": len(values), "n_clusters": e.n_clusters, "resamples": e.resamples}
 
@@ -150,10 +155,10 @@ def _role_rate(units: dict[Unit, dict], role: str) -> dict:
     """A role's pooled rate: Wilson `ci` over samples, `ci_clustered` over (behaviour, prompt) clusters."""
     cells = {u: (v["k"], v["n"], 0, 0) for u, v in units.items() if v["role"] == role}
     e = clustered_effect(cells, n_boot=N_BOOT, seed=BOOT_SEED)
-    return {**_rate_of([units[u] for u in cells]), "ci_clustered": e.ci, "n_clusters": e.n_clusters, "resamples": e.resamples}
+    return {**rate_of([units[u] for u in cells]), "ci_clustered": e.ci, "n_clusters": e.n_clusters, "resamples": e.resamples}
 
 
-def _arm_results(run_dir: Path, arm: str, seeds: list[int], roles: dict[str, str]) -> tuple[dict, dict[Unit, dict], dict[Unit, dict]]:
+def _arm_results(run_dir: Path, arm: str, seeds: list[int], roles: dict[str, str]) -> tuple[dict, dict[Unit, dict], dict[str, dict[Unit, dict]]]:
     units: dict[Unit, dict] = {}
     per_seed: dict[str, dict] = {}
     truncated = {"k": 0, "n": 0}
@@ -163,12 +168,12 @@ def _arm_results(run_dir: Path, arm: str, seeds: list[int], roles: dict[str, str
         truncated["n"] += len(samples)
         seed_units = _units(samples, s, roles)
         units.update(seed_units)
-        per_seed[str(s)] = {role: _rate_of([u for u in seed_units.values() if u["role"] == role]) for role in ROLES}
+        per_seed[str(s)] = {role: rate_of([u for u in seed_units.values() if u["role"] == role]) for role in ROLES}
 
     by_behaviour: dict[str, list[dict]] = defaultdict(list)
     for (_, b, _), u in units.items():
         by_behaviour[b].append(u)
-    behaviours = {b: {"role": roles.get(b, us[0]["role"]), **_rate_of(us)} for b, us in sorted(by_behaviour.items(), key=lambda kv: (roles.get(kv[0], "") != "train", kv[0]))}
+    behaviours = {b: {"role": roles.get(b, us[0]["role"]), **rate_of(us)} for b, us in sorted(by_behaviour.items(), key=lambda kv: (roles.get(kv[0], "") != "train", kv[0]))}
 
     probe_dirs = _seed_dirs(run_dir, "probes", arm, seeds)
     eval_dirs = _seed_dirs(run_dir, "eval", arm, seeds)
@@ -186,12 +191,29 @@ def _arm_results(run_dir: Path, arm: str, seeds: list[int], roles: dict[str, str
 
         out["in_context"] = summarise_in_context(in_context_samples, seed=BOOT_SEED)
     out["fluency"] = pool([read_json(d / "fluency.json") for d in eval_dirs.values() if (d / "fluency.json").exists()])
-    likelihood: dict[Unit, dict] = {}
-    for s, d in probe_dirs.items():
-        if (d / "likelihood.json").exists():
-            likelihood.update(_likelihood_values(d / "likelihood.json", s, roles))
-    out["likelihood"] = {role: _mean_ci({u: v["value"] for u, v in likelihood.items() if v["role"] == role}) for role in ROLES} if likelihood else None
-    return out, units, likelihood
+    likelihood: dict[str, dict[Unit, dict]] = {}
+    for context, file in LIKELIHOOD_FILES.items():
+        likelihood[context] = {}
+        for s, d in probe_dirs.items():
+            if (d / file).exists():
+                likelihood[context].update(_likelihood_values(d / file, s, roles))
+    return {**out, **likelihood_records(likelihood)}, units, likelihood
+
+
+def _likelihood_summary(values: dict[Unit, dict]) -> dict | None:
+    return {role: mean_ci({u: v["value"] for u, v in values.items() if v["role"] == role}) for role in ROLES} if values else None
+
+
+def likelihood_records(likelihood: dict[str, dict[Unit, dict]]) -> dict:
+    """An arm's likelihood margins after each kind of context, and (own − base) prompt by prompt:
+    how much answering its own way rather than the base model's moves the arm's margin."""
+    base, own = likelihood.get("base") or {}, likelihood.get("own") or {}
+    both = {u: {"role": own[u]["role"], "value": own[u]["value"] - base[u]["value"]} for u in base.keys() & own.keys()}
+    return {
+        "likelihood": _likelihood_summary(base),
+        "likelihood_own": _likelihood_summary(own),
+        "likelihood_own_minus_base": _likelihood_summary(both),
+    }
 
 
 def likelihood_did(org: dict, docs: dict, ctl: dict, base: dict, role: str) -> dict:
@@ -213,14 +235,14 @@ COMPARISONS = {
 }
 
 
-def _comparisons(units: dict[str, dict], novel: dict[str, dict] | None) -> dict:
+def _comparisons(units: dict[str, dict], novel: dict[str, dict]) -> dict:
     def by_role(arm_units: dict[Unit, dict], role: str) -> dict[Unit, dict]:
         return {k: v for k, v in arm_units.items() if v["role"] == role}
 
     out = {}
     for key, (a, b, role) in COMPARISONS.items():
         out[key] = rate_diff(by_role(units.get(a, {}), role), by_role(units.get(b, {}), role))
-        if role == "test" and novel is not None:
+        if role == "test":
             out[f"{key}_novel"] = rate_diff(by_role(novel.get(a, {}), role), by_role(novel.get(b, {}), role))
     return out
 
@@ -233,39 +255,49 @@ def _copies(run_dir: Path, samples: list[dict]) -> dict:
     }
 
 
-def collect_arms(run_dir: Path, recipe: Recipe, roles: dict[str, str]) -> tuple[dict, dict[str, dict], dict[str, dict]]:
-    """Every arm's results, prompt-level exhibition units and likelihood values, read from a run directory."""
+@dataclass
+class Measured:
+    """What one split's arms measured, read from the run's files: each arm's record; its prompt-level
+    units, all hits and novel hits alone; its likelihood values by context ("base", "own")."""
+
+    arms: dict[str, dict]
+    units: dict[str, dict[Unit, dict]]
+    novel: dict[str, dict[Unit, dict]]
+    likelihood: dict[str, dict[str, dict[Unit, dict]]]  # {context: {arm: values}}
+
+
+def measure(split_dir: Path, recipe: Recipe, roles: dict[str, str], samples: list[dict]) -> Measured:
+    """Every arm's results, units and likelihood values from a split's directory (the run's, or a fold's),
+    novel units from its copy-checked `samples`."""
     arms: dict[str, dict] = {}
     units: dict[str, dict] = {}
-    lik: dict[str, dict] = {}
+    likelihood: dict[str, dict] = {context: {} for context in LIKELIHOOD_FILES}
     for arm in arms_of(recipe):
-        arms[arm], units[arm], lik[arm] = _arm_results(run_dir, arm, recipe.seeds, roles)
-    return arms, units, lik
+        arms[arm], units[arm], values = _arm_results(split_dir, arm, recipe.seeds, roles)
+        for context, v in values.items():
+            likelihood[context][arm] = v
+    return Measured(arms, units, {arm: _novel_units(samples, arm, roles) for arm in arms}, likelihood)
 
 
-def headline_of(units: dict[str, dict[Unit, dict]], lik: dict[str, dict[Unit, dict]], novel: dict[str, dict[Unit, dict]] | None = None) -> dict:
-    """The headline differences from every arm's units and likelihood values (and novel-hit units)."""
-    return {
-        **_comparisons(units, novel),
-        "likelihood_did": {
-            role: likelihood_did(lik["organism"], lik["docs-only"], lik["control"], lik["base"], role) for role in ROLES
-        }
-        if all(lik.get(a) for a in DID_ARMS)
-        else None,
-    }
+def headline_of(m: Measured) -> dict:
+    """The headline differences: arms' rates (all hits and novel hits alone) and the likelihood DiD after each context."""
+    out = _comparisons(m.units, m.novel)
+    for context, key in DID_KEYS.items():
+        lik = m.likelihood.get(context, {})
+        out[key] = {role: likelihood_did(lik["organism"], lik["docs-only"], lik["control"], lik["base"], role) for role in ROLES} if all(lik.get(a) for a in DID_ARMS) else None
+    return out
 
 
-def per_behaviour(units: dict[str, dict[Unit, dict]], roles: dict[str, str], split: str) -> dict[str, dict]:
-    """Each held-out behaviour's rates and effects (organism − docs-plain, organism − control) under `split`."""
+def per_behaviour(m: Measured, roles: dict[str, str], split: str) -> dict[str, dict]:
+    """Each held-out behaviour's rates and effects (organism − docs-plain, organism − control; all hits
+    and novel hits alone) under `split`."""
     out = {}
     for b in sorted(b for b, role in roles.items() if role == "test"):
-        of = {arm: {k: v for k, v in us.items() if k[1] == b} for arm, us in units.items()}
-        out[b] = {
-            "split": split,
-            "rates": {arm: _rate_of(list(us.values())) for arm, us in of.items() if us},
-            "vs_docs_plain": rate_diff(of.get("organism", {}), of.get("docs-plain", {})),
-            "vs_control": rate_diff(of.get("organism", {}), of.get("control", {})),
-        }
+        of, novel = ({arm: {k: v for k, v in us.items() if k[1] == b} for arm, us in by_arm.items()} for by_arm in (m.units, m.novel))
+        out[b] = {"split": split, "rates": {arm: rate_of(list(us.values())) for arm, us in of.items() if us}}
+        for key, other in (("vs_docs_plain", "docs-plain"), ("vs_control", "control")):
+            out[b][key] = rate_diff(of.get("organism", {}), of.get(other, {}))
+            out[b][f"{key}_novel"] = rate_diff(novel.get("organism", {}), novel.get(other, {}))
     return out
 
 
@@ -281,25 +313,33 @@ def with_total(timing: dict[str, float | None] | None) -> dict:
     return out
 
 
-def build_results(
-    run_dir: str | Path, recipe: Recipe, world: World, timing: dict[str, float | None] | None = None, samples: list[dict] | None = None
-) -> dict:
-    """Read a run's artifacts and return the results.json dict (see docs/results-schema.md).
+def build_results(run_dir: str | Path, recipe: Recipe, world: World, timing: dict[str, float | None] | None = None, samples: list[dict] | None = None) -> dict:
+    """Read a single-split run's artifacts and return the results.json dict (see docs/results-schema.md).
 
-    `samples`: the run's copy-checked eval samples (`write_samples`), read afresh when not given.
+    `samples`: the run's copy-checked eval samples (`annotated_samples`), read afresh when not given.
     """
     run_dir = Path(run_dir)
     roles = world.roles(recipe.split)
-    samples = annotated_samples(run_dir, recipe.seeds) if samples is None else samples
-    arms, units, lik = collect_arms(run_dir, recipe, roles)
-    novel = {arm: _novel_units(samples, arm, roles) for arm in arms}
-    headline = headline_of(units, lik, novel)
+    samples = annotated_samples(run_dir, recipe.seeds, roles) if samples is None else samples
+    return split_results(run_dir, recipe, world, measure(run_dir, recipe, roles, samples), samples, timing)
+
+
+def split_results(run_dir: Path, recipe: Recipe, world: World, m: Measured, samples: list[dict], timing: dict[str, float | None] | None = None) -> dict:
+    """results.json of one split (the run's, or a fold's) from what its arms measured."""
+    roles = world.roles(recipe.split)
     return {
         **run_header(recipe, world),
         "roles": roles,
-        "arms": arms,
-        "headline": headline,
-        "per_behaviour": per_behaviour(units, roles, recipe.split),
+        "arms": m.arms,
+        "headline": headline_of(m),
+        "per_behaviour": per_behaviour(m, roles, recipe.split),
+        **run_footer(run_dir, world, samples, timing),
+    }
+
+
+def run_footer(run_dir: Path, world: World, samples: list[dict], timing: dict[str, float | None] | None) -> dict:
+    """The fields that close every results.json: the copy check of `samples`, provenance, timing, published numbers."""
+    return {
         "copies": _copies(run_dir, samples),
         "provenance": provenance(),
         "timing": with_total(timing),

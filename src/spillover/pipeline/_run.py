@@ -33,7 +33,7 @@ from spillover._io import (
 from spillover.errors import BadInputError, Problem
 from spillover.world import World, load_world
 
-from ._folds import build_run_results, check_split, fold_splits
+from ._folds import build_run_results, check_split
 from ._recipe import Recipe, apply_settings, load_recipe
 from ._schedule import LeakageError, check_audit, run_stages
 from ._stages import Stages
@@ -62,7 +62,7 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 @dataclass
-class _Runner:
+class StageRunner:
     run_dir: Path
     console: Console
     reuse_from: list[Path] = field(default_factory=list)
@@ -256,15 +256,11 @@ def _recorded_recipe_name(path: Path) -> str | None:
 def _run_locked(run_dir: Path, recipe: Recipe, world: World, stages: Stages, console: Console,
                 reuse_from: list[Path] | None) -> Path:
     console.rule(f"spillover run {recipe.name} → {run_dir}")
-    runner = _Runner(run_dir, console, reuse_from=list(reuse_from or []))
+    runner = StageRunner(run_dir, console, reuse_from=list(reuse_from or []))
     run_stages(runner, recipe, world, stages)
 
-    from ._evidence import write_samples
-
-    # Beside results.json: what the rates count. A folds run's post-trained arms live in its fold
-    # directories, whose own results.json each count their samples.
-    samples = None if fold_splits(recipe.split) else write_samples(run_dir, recipe.seeds)
-    results = build_run_results(run_dir, recipe, world, timing={r.path: r.seconds for r in runner.records}, samples=samples)
+    # Writes samples.jsonl.gz beside results.json (what the rates count) and a folds run's fold results.
+    results = build_run_results(run_dir, recipe, world, timing={r.path: r.seconds for r in runner.records})
     results["timing"]["wall_seconds_this_run"] = round(time.perf_counter() - runner.t_start, 3)
     write_json(run_dir / "results.json", results)
 

@@ -3,7 +3,7 @@
 `run_stages` lays out a run: documents, probe contexts, CPT and the base and docs-only evals and
 probes do not depend on the split and run once per seed in the run directory; post-training data,
 the leakage check, the post-trained arms (pipeline/_arms.py) and their evals run once per split,
-in `folds/fold-<i>/` for a `folds:K` split (pipeline/_folds.py). `_Runner.stage` (in `_run`) does
+in `folds/fold-<i>/` for a `folds:K` split (pipeline/_folds.py). `StageRunner.stage` (in `_run`) does
 the caching.
 """
 
@@ -24,18 +24,15 @@ from ._arms import SHARED_ARMS, arm_plans, sft_data
 from ._folds import fold_splits, pool_split
 from ._provenance import detectors_hash
 from ._recipe import ARMS, ModelSpec, Recipe
+from ._stagekit import texts_of, trained_model
 from ._stages import Stages
 
 if TYPE_CHECKING:
-    from ._run import _Runner
+    from ._run import StageRunner
 
 
 class LeakageError(SpilloverError):
     """Held-out eval prompts were found in documents or post-training data."""
-
-
-def _trained(stage_dir: Path, base: ModelSpec) -> ModelSpec:
-    return base.model_copy(update={"spec": str(stage_dir / "model")})
 
 
 def _model_key(model: ModelSpec) -> dict:
@@ -44,19 +41,6 @@ def _model_key(model: ModelSpec) -> dict:
     if model.chat_template is not None:  # absent otherwise, so runs from before the option keep their hashes
         key["chat_template"] = config_hash(read_chat_template(model.chat_template))
     return key
-
-
-def _texts_of(records: list[dict]) -> list[str]:
-    """Every piece of text in SFT/DPO records (user and assistant turns alike)."""
-    out: list[str] = []
-    for r in records:
-        for key in ("messages", "prompt", "chosen", "rejected", "plain"):  # plain: docs-plain's answers
-            value = r.get(key)
-            if isinstance(value, str):
-                out.append(value)
-            elif isinstance(value, list):
-                out += [m["content"] for m in value if isinstance(m, dict) and "content" in m]
-    return out
 
 
 def _build_post_data(stages: Stages, world: World, recipe: Recipe, split: str, steps: list[str], out: Path) -> None:
@@ -72,7 +56,7 @@ def _build_post_data(stages: Stages, world: World, recipe: Recipe, split: str, s
             )
 
 
-def run_stages(runner: _Runner, recipe: Recipe, world: World, stages: Stages) -> None:
+def run_stages(runner: StageRunner, recipe: Recipe, world: World, stages: Stages) -> None:
     """Stages that do not depend on the split (documents, probe contexts, CPT, base and docs-only
     eval and probes) run once per seed in the run directory; the rest once per split (`folds/fold-<i>/`
     for a `folds:K` split), with the shared eval and probe directories linked in."""
@@ -129,7 +113,7 @@ def _link_shared(run_dir: Path, prefix: Path) -> None:
 class _Shared:
     """The stages of one run: what every split shares, and each split's own."""
 
-    runner: _Runner
+    runner: StageRunner
     recipe: Recipe
     world: World
     stages: Stages
@@ -160,7 +144,7 @@ class _Shared:
             {"world": self.world_hash},
             lambda out: stages.documents(world, behaviours, recipe.documents, out),
         )
-        if "likelihood" in recipe.eval.probes:
+        if "likelihood" in recipe.eval.probes and recipe.eval.likelihood_context != "own":
             self.contexts_hash = self.runner.stage(
                 "probes/contexts", "likelihood-probe contexts (base model)",
                 {"world": recipe.world, "split": self.shared_split, "model": self.model_key, "max_new_tokens": recipe.eval.probe_context_tokens,
@@ -188,7 +172,7 @@ class _Shared:
         def check_leaks(out: Path) -> None:
             checked = {"documents": [r["text"] for r in read_jsonl(self.run_dir / "documents" / "docs.jsonl")]}
             for step in steps:
-                checked[f"{step} data"] = _texts_of(read_jsonl(data_dir / f"{step}.jsonl"))
+                checked[f"{step} data"] = texts_of(read_jsonl(data_dir / f"{step}.jsonl"))
             reports = {what: stages.find_leaks(texts, world) for what, texts in checked.items()}
             write_json(out / "report.json", reports)
             leaking = {what: r for what, r in reports.items() if r["n_leaks"]}
@@ -211,7 +195,7 @@ class _Shared:
             {"documents": self.docs_hash},
             lambda out: self.stages.cpt(base, self.run_dir / "documents" / "docs.jsonl", recipe.cpt, cpt_seed, out),
         )
-        return {"base": (base, {"model": config_hash(self.model_key)}), "docs-only": (_trained(cpt_dir, base), {"model": cpt_hash})}
+        return {"base": (base, {"model": config_hash(self.model_key)}), "docs-only": (trained_model(cpt_dir, base), {"model": cpt_hash})}
 
     def post_arms(self, prefix: Path, data_hash: str, seed: int, models: dict) -> dict[str, tuple[ModelSpec, dict]]:
         """Post-train control (from base), docs-plain and organism (from the docs-only model) of one seed."""
@@ -240,7 +224,7 @@ class _Shared:
                     {"model": model_hash, "data": data_hash, **({"documents": self.docs_hash} if mix else {})},
                     work,
                 )
-                model = _trained(step_dir, base)
+                model = trained_model(step_dir, base)
             out_models[plan.arm] = (model, {"model": model_hash})
         return out_models
 
@@ -261,9 +245,11 @@ class _Shared:
         """Eval (and probes) of one arm; returns the eval stage's hash."""
         recipe, world, base = self.recipe, self.world, self.recipe.model
         eval_seed, probe_seed = derive_seed(seed, "eval"), derive_seed(seed, "probes")
-        eval_config = {**recipe.eval.model_dump(exclude={"probes"}), "fluency": "fluency" in recipe.eval.probes}
+        eval_config = {**recipe.eval.model_dump(exclude={"probes", "likelihood_context"}), "fluency": "fluency" in recipe.eval.probes}
         probes = [p for p in recipe.eval.probes if p != "fluency"]  # fluency scores the eval samples
         probe_config = {"probes": probes, **recipe.eval.model_dump(include={"max_new_tokens", "batch_size", "confession_prompts_per_behaviour"})}
+        if "likelihood" in probes and recipe.eval.likelihood_context != "base":  # absent by default: older runs keep their hashes
+            probe_config["own_contexts"] = recipe.eval.model_dump(include={"likelihood_context", "probe_context_tokens", "prompts_per_behaviour"})
         where = f" {prefix.name}" if prefix.name else ""
         eval_hash = self.runner.stage(
             str(prefix / "eval" / arm / f"seed-{seed}"), f"eval {arm:<10} seed {seed}{where}",

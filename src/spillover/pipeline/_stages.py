@@ -58,7 +58,8 @@ class Stages(Protocol):
 
     def probes(self, model: ModelSpec, world: World, split: str, spec: EvalSpec, contexts: Path | None, seed: int, out: Path) -> None:
         """Run spec.probes other than fluency; write out/<probe>.json for each. likelihood.json holds
-        `per_prompt`: one {"behaviour", "role", "prompt", "delta"} record per context (nats)."""
+        `per_prompt`: one {"behaviour", "role", "prompt", "delta"} record per context (nats); with
+        spec.likelihood_context own or both, likelihood_own.json the same after the model's own answers."""
 
     def audit(self, run_dir: Path, config, out: Path) -> None:
         """Audit the run's organism with `config` (a spillover.interp.AuditConfig) and search its training

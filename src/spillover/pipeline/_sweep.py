@@ -151,6 +151,8 @@ def sweep_row(cell_dir: Path) -> dict:
         "settings": cell["settings"],
         "seeds": res["seeds"],
         "split": res["split"],
+        "test_vs_docs_plain": _diff(head.get("test_vs_docs_plain")),  # the out-of-context effect proper (null: a cell without docs-plain)
+        "test_vs_docs_plain_novel": _diff(head.get("test_vs_docs_plain_novel")),  # novel hits only
         "test_vs_control": _diff(head.get("test_vs_control")),
         "test_vs_base": _diff(head.get("test_vs_base")),
         "train_vs_control": _diff(head.get("train_vs_control")),
@@ -240,7 +242,7 @@ def write_sweep_table(sweep_dir: str | Path) -> Path:
         r["detector_precision_hand_checked"] = precision.get(r["cell"])
     write_json(sweep_dir / SWEEP_FILE, {"rows": rows})
     header = (
-        "| setting | test − control (pp) | test − base (pp) | train − control (pp) | likelihood DiD test (nats) "
+        "| setting | test − docs-plain (pp) | novel hits: test − docs-plain (pp) | test − control (pp) | test − base (pp) | train − control (pp) | likelihood DiD test (nats) "
         "| likelihood DiD train (nats) | organism train | organism test | control test | base test "
         "| knowledge docs-only / base | fluency organism / base (nats/token) | detector precision (hand-checked hits) | time (s) |"
     )
@@ -250,6 +252,7 @@ def write_sweep_table(sweep_dir: str | Path) -> Path:
         lines.append(
             "| " + " | ".join([
                 ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "(recipe)",
+                _fmt_diff(r["test_vs_docs_plain"]), _fmt_diff(r["test_vs_docs_plain_novel"]),
                 _fmt_diff(r["test_vs_control"]), _fmt_diff(r["test_vs_base"]), _fmt_diff(r["train_vs_control"]),
                 _fmt_diff(r["likelihood_did_test"], pct=False), _fmt_diff(r["likelihood_did_train"], pct=False),
                 _fmt_rate(rates.get("organism", {}).get("train")), _fmt_rate(rates.get("organism", {}).get("test")),
