@@ -1,8 +1,8 @@
 """The audit section of report.md and report.html, from audit/audit.json as the audit wrote it.
 
-Generic on purpose: every top-level list of records (features, steering, ablation, attribution,
-and whatever the audit gains) becomes a table of its fields, and every top-level record of numbers
-(sae, direction, ...) a line, so a new audit field shows up without a change here. Rates print as
+Generic on purpose: every top-level list of records (features, steering, attribution, and whatever
+the audit gains), and every list of records inside a top-level record (ablation's conditions and
+gap_removed), becomes a table of its fields, and every top-level record of numbers (sae, ...) a line, so a new audit field shows up without a change here. Rates print as
 k/n with their interval, differences with theirs. The probe accuracy and the data search, whose
 shape is known, get tables of their own.
 """
@@ -43,6 +43,10 @@ def load_audit(run_dir: Path) -> dict | None:
 
 def _is_rate(v) -> bool:
     return isinstance(v, dict) and {"k", "n", "rate", "ci"} <= set(v)
+
+
+def _is_records(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(r, dict) for r in v)
 
 
 def cell(v) -> str | None:
@@ -114,7 +118,11 @@ def audit_section(audit: dict) -> AuditSection:
             fields = [f"{k} {c}" for k, v in value.items() if (c := cell(v)) is not None]
             if fields:
                 lines.append(f"{key.replace('_', ' ')}: " + " · ".join(fields))
-        elif isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+            # A record holding lists of records (ablation: conditions, gap_removed): the first list is
+            # the record's own table, the others are named after their field.
+            nested = [(sub, v) for sub, v in value.items() if _is_records(v)]
+            tables += [records_table(key if i == 0 else f"{key}_{sub}", v) for i, (sub, v) in enumerate(nested)]
+        elif _is_records(value):
             tables.append(records_table(key, value))
     if audit.get("data_search"):
         tables += data_search_tables(audit["data_search"])
