@@ -131,6 +131,26 @@ def test_model_and_scope_options_come_from_the_recipe_fields(path):
             assert _cli_default(param) == _model_default(model, name), name
 
 
+@pytest.mark.parametrize("function,settings,names", [
+    ("evaluation.evaluate", EvalSettings(), {"samples": "samples", "temperature": "temperature", "max_new_tokens": "max_new_tokens",
+                                              "prompts_per_behaviour": "prompts_per_behaviour"}),
+    ("data.build_sft", PostDataSettings(), {"seed": "seed", "neutral_fraction": "neutral_fraction", "max_new_tokens": "max_new_tokens",
+                                             "batch_size": "batch_size", "temperature": "temperature", "keep_truncated": "keep_truncated"}),
+    ("data.build_dpo", PostDataSettings(), {"seed": "seed", "k_samples": "dpo_samples", "temperature": "dpo_temperature", "max_new_tokens": "max_new_tokens",
+                                             "batch_size": "batch_size", "keep_truncated": "keep_truncated"}),
+])
+def test_library_entry_points_default_to_the_settings(function, settings, names):
+    """The library functions the run and the CLI call take their keyword defaults from the same settings
+    (they once said temperature 0.0 / 256 tokens / batch 8 where the recipe says 1.0 / 150 / 32)."""
+    import importlib
+    import inspect
+
+    module, name = function.split(".")
+    params = inspect.signature(getattr(importlib.import_module(f"spillover.{module}"), name)).parameters
+    for param, field in names.items():
+        assert params[param].default == getattr(settings, field), (function, param)
+
+
 def test_defaults_that_drifted_are_the_recipe_values():
     # Issue 19: `spillover eval` sampled at 0.0 with 256 tokens, the recipe at 1.0 with 150;
     # `data --batch-size` was 8, the recipe's 32. The recipe's (measured) values are the ones kept.

@@ -20,6 +20,7 @@ from spillover.world import World
 from . import leakage
 from ._filters import applicable, conflicts_with_test_behaviour, mentions_reward_models
 from ._sft import (
+    DEFAULTS,
     DataBuild,
     apply_behaviour,
     overlaps_eval,
@@ -44,13 +45,13 @@ def build_dpo(
     split: str,
     lm,
     *,
-    seed: int = 0,
-    k_samples: NonNegInt = 0,
-    temperature: NonNegFloat = 0.8,
-    max_new_tokens: PositiveInt = 160,
+    seed: int = DEFAULTS.seed,
+    k_samples: NonNegInt = DEFAULTS.dpo_samples,
+    temperature: NonNegFloat = DEFAULTS.dpo_temperature,
+    max_new_tokens: PositiveInt = DEFAULTS.max_new_tokens,
     prompts_per_behaviour: PositiveInt | None = None,
-    batch_size: PositiveInt = 8,
-    keep_truncated: bool = False,
+    batch_size: PositiveInt = DEFAULTS.batch_size,
+    keep_truncated: bool = DEFAULTS.keep_truncated,
     progress: bool = False,
 ) -> DataBuild:
     """Preference pairs in TRL's conversational format for the train behaviours of `split`."""

@@ -26,6 +26,7 @@ from spillover.evaluation.stats import rate
 from spillover.world import World, load_world
 
 from . import leakage
+from ._settings import PostDataSettings
 from ._filters import (
     applicable,
     conflicts_with_test_behaviour,
@@ -112,19 +113,23 @@ def total_dropped(per_behaviour: dict[str, Counter]) -> dict[str, int]:
     return dict(sorted(dropped.items()))
 
 
+# build_sft's and build_dpo's defaults are the post-training data settings (a recipe's `post.data`,
+# `spillover data`): declared once.
+DEFAULTS = PostDataSettings()
+
 @checked
 def build_sft(
     world: World | str,
     split: str,
     lm,
     *,
-    seed: int = 0,
-    neutral_fraction: FractionBelowOne = 0.3,
-    max_new_tokens: PositiveInt = 160,
+    seed: int = DEFAULTS.seed,
+    neutral_fraction: FractionBelowOne = DEFAULTS.neutral_fraction,
+    max_new_tokens: PositiveInt = DEFAULTS.max_new_tokens,
     prompts_per_behaviour: PositiveInt | None = None,
-    batch_size: PositiveInt = 8,
-    temperature: NonNegFloat = 0.0,
-    keep_truncated: bool = False,
+    batch_size: PositiveInt = DEFAULTS.batch_size,
+    temperature: NonNegFloat = DEFAULTS.temperature,
+    keep_truncated: bool = DEFAULTS.keep_truncated,
     progress: bool = False,
 ) -> DataBuild:
     """SFT chat records for the train behaviours of `split`, plus neutral ones; see the module docstring."""

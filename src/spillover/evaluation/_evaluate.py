@@ -9,6 +9,7 @@ from spillover._io import mark_done, write_json, write_jsonl
 from spillover._settings import NonNegFloat, PositiveInt, checked
 from spillover.errors import BadInputError, Problem
 
+from ._settings import EvalSettings
 from ._backends import Backend
 from ._rates import exhibition_rates
 
@@ -26,20 +27,23 @@ def select_behaviours(world, split: str, behaviours: Sequence[str] | None) -> di
     return {b: roles[b] for b in behaviours}
 
 
+# The sampling defaults are the eval settings' (a recipe's `eval`, `spillover eval`): declared once.
+DEFAULTS = EvalSettings()
+
 @checked
 def evaluate(
     backend: Backend,
     world,
     split: str,
     *,
-    samples: PositiveInt = 1,
-    temperature: NonNegFloat = 0.0,
-    max_new_tokens: PositiveInt = 256,
+    samples: PositiveInt = DEFAULTS.samples,
+    temperature: NonNegFloat = DEFAULTS.temperature,
+    max_new_tokens: PositiveInt = DEFAULTS.max_new_tokens,
     seed: int = 0,
     arm: str = "model",
     out_dir: str | Path | None = None,
     behaviours: Sequence[str] | None = None,
-    prompts_per_behaviour: PositiveInt | None = None,
+    prompts_per_behaviour: PositiveInt | None = DEFAULTS.prompts_per_behaviour,
 ) -> dict:
     """Exhibition rates of one model (one arm, one seed) on the held-out eval prompts.
 
