@@ -59,7 +59,7 @@ def run(
         help="Train CPT, SFT and DPO under `accelerate launch` with this config (ddp, deepspeed_zero3, fsdp, single_gpu, or a YAML path); replaces the recipe's `accelerate:`.",
     ),
 ) -> None:
-    """Run a recipe: documents, CPT, post-training, eval of 4 arms, results.json, report. Resumes where it stopped."""
+    """Run a recipe: documents, CPT, post-training, eval of every arm (base, docs-only, control, docs-plain, organism), results.json, report. Resumes where it stopped."""
     from spillover.pipeline import run_recipe
 
     for d in reuse_from or []:
