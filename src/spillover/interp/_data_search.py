@@ -29,28 +29,15 @@ from pydantic import BaseModel
 
 from spillover._io import read_json, read_jsonl
 from spillover.errors import BadInputError, Problem
-from spillover.evaluation import rate
 from spillover.models import load
 
 from ._activations import document_means
 from ._audit import DTYPES, AuditConfig, _arm_models, _recipe
+from ._results import Rate
 
 Method = Literal["lexical", "activation"]
 METHODS: tuple[Method, ...] = ("lexical", "activation")
 EXCERPT_CHARS = 160
-
-
-class Rate(BaseModel):
-    """The rate record every rate is reported as (`spillover.evaluation.rate`), typed."""
-
-    k: int
-    n: int
-    rate: float | None
-    ci: list[float]
-
-    @classmethod
-    def of(cls, k: int, n: int) -> Rate:
-        return cls(**rate(k, n))
 
 
 class CorpusText(BaseModel):

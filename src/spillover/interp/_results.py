@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from spillover.evaluation import rate
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -18,6 +20,10 @@ class Rate(_Model):
     n: int
     rate: float | None
     ci: list[float]
+
+    @classmethod
+    def of(cls, k: int, n: int) -> Rate:
+        return cls(**rate(k, n))
 
 
 class Difference(_Model):
