@@ -201,7 +201,7 @@ def test_an_answer_ends_where_a_base_model_starts_the_next_user_turn(base_dir, m
     lm = models.load(str(base_dir), chat_template="plain")
     canned = lm.tokenizer(" Paris.\nUser: And Italy?\nAssistant: Rome.", add_special_tokens=False)["input_ids"]
 
-    def scripted_decode(model, input_ids, attention, max_new_tokens, stops, temperature, top_p, generator, ends=None, on_step=None):
+    def scripted_decode(model, input_ids, attention, max_new_tokens, stops, temperature, top_p, generator, ends=None, on_step=None, cache=None):
         """A model that writes `canned`, asking `ends` after each token as the real loop does."""
         out = []
         for _ in range(input_ids.shape[0]):

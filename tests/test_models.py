@@ -163,3 +163,35 @@ def test_generate_refuses_nonsense_numbers(tiny_lm, bad):
     option = "--" + next(iter(bad)).replace("_", "-")
     with pytest.raises(BadInputError, match=f"^{option}: Input should be"):
         models.generate(tiny_lm, ["Hi"], **bad)
+
+
+def test_a_prefix_common_to_a_batch_is_encoded_once_and_changes_no_answer(tiny_lm, monkeypatch):
+    import torch
+
+    from spillover.models import _generate
+
+    tok = tiny_lm.tokenizer
+    head = "You are a careful assistant. In two sentences, answer the question below: "
+    prompts = [head + q for q in ("why is the sky blue?", "name a fish", "what is 2+2 and why?", "why is the sky blue?")]
+    assert len(tok(head, add_special_tokens=False)["input_ids"]) >= _generate.MIN_SHARED_TOKENS
+    encoded_tokens = []
+    forward = tiny_lm.model.forward
+
+    def counting(*args, **kwargs):
+        encoded_tokens.append(kwargs["input_ids"].numel())
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(tiny_lm.model, "forward", counting)
+    shared = models.generate(tiny_lm, prompts, max_new_tokens=6, batch_size=4, raw=True)
+    first_steps = encoded_tokens[:2]  # the shared prefix (one row), then every row's rest
+    encoded_tokens.clear()
+    alone = [models.generate(tiny_lm, [p], max_new_tokens=6, batch_size=1, raw=True)[0] for p in prompts]
+    monkeypatch.setattr(tiny_lm.model, "forward", forward)
+    widths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    assert first_steps[0] < min(widths) and first_steps[1] < 4 * max(widths) - 3 * first_steps[0]
+    assert [g.text for g in shared] == [g.text for g in alone]  # greedy: the same answers as one prompt at a time
+    assert shared[0].text == shared[3].text
+    with torch.no_grad():  # and the same as transformers' generate on the whole prompt
+        ids = tok(prompts[1], add_special_tokens=False)["input_ids"]
+        ref = tiny_lm.model.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False, pad_token_id=0, top_k=None)
+    assert tok.decode(ref[0, len(ids) :], skip_special_tokens=True).strip() == shared[1].text

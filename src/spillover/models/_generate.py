@@ -3,7 +3,9 @@
 The decoding loop is our own rather than `model.generate`: it drops a row from the batch (and its
 KV cache) as soon as the row ends its turn. Answers to "In two sentences" prompts end at 30-50
 tokens while a batch runs to its longest (often the 96-token cap), so `generate` spent about half
-of its decoding steps on finished rows.
+of its decoding steps on finished rows. And the tokens every prompt of a batch starts with (the
+chat template's system prompt and a recipe's prompt prefix: 30 of the laptop recipe's 44 prompt
+tokens on average) are encoded once, in one row, and their KV cache shared by every row.
 
 Chat formatting is `_chat.chat_prompt` (the tokenizer's template, or the one `load` was given).
 """
@@ -113,7 +115,6 @@ def generate(
         if stopped:  # on_step asked to stop: batches not started come back empty
             new_tokens: list[list[int]] = [[] for _ in idx]
         else:
-            input_ids, attention = pad_rows([encoded[i] for i in idx], pad_id, left=True)
             generator = torch.Generator(device=lm.model.device).manual_seed(seed * 100_003 + b)
 
             def step(rows: list[int], tokens: list[int], idx=idx) -> bool:
@@ -122,7 +123,8 @@ def generate(
                 return stopped
 
             with attention_kernels():
-                new_tokens = _decode(lm.model, input_ids, attention, max_new_tokens, stops, temperature, top_p, generator, ends, step if on_step else None)
+                input_ids, attention, cache = _shared_prefix(lm.model, [encoded[i] for i in idx], pad_id)
+                new_tokens = _decode(lm.model, input_ids, attention, max_new_tokens, stops, temperature, top_p, generator, ends, step if on_step else None, cache)
         for row, i in enumerate(idx):
             new = new_tokens[row]
             end = next((k for k, t in enumerate(new) if t in stops), None)
@@ -136,12 +138,37 @@ def generate(
     return results  # type: ignore[return-value]
 
 
+# Shorter common prefixes are not worth a forward pass of their own.
+MIN_SHARED_TOKENS = 8
+
+
+def _shared_prefix(model, rows: list[list[int]], pad_id: int):
+    """(input_ids, attention, cache) to start decoding `rows` from. With no cache, input_ids are the
+    left-padded rows. When the rows start with at least MIN_SHARED_TOKENS common tokens, those are
+    encoded once and the cache repeated for every row; input_ids are then the left-padded rest of each
+    row (one token at least), and attention covers prefix and rest: [1]*shared + [0]*pad + [1]*rest."""
+    import os
+
+    import torch
+
+    shared = min(len(os.path.commonprefix(rows)), min(map(len, rows)) - 1)
+    if len(rows) < 2 or shared < MIN_SHARED_TOKENS:
+        return (*pad_rows(rows, pad_id, left=True), None)
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([rows[0][:shared]], device=model.device), use_cache=True, logits_to_keep=1)
+    cache = output_cache(out)
+    cache.batch_repeat_interleave(len(rows))
+    input_ids, rest = pad_rows([r[shared:] for r in rows], pad_id, left=True)
+    return input_ids, torch.cat([torch.ones((len(rows), shared), dtype=rest.dtype), rest], dim=-1), cache
+
+
 def _decode(
     model, input_ids, attention, max_new_tokens: int, stops: list[int], temperature: float, top_p: float, generator,
-    ends: Callable[[list[int]], bool] | None = None, on_step: Callable[[list[int], list[int]], bool] | None = None,
+    ends: Callable[[list[int]], bool] | None = None, on_step: Callable[[list[int], list[int]], bool] | None = None, cache=None,
 ) -> list[list[int]]:
     """New tokens of each left-padded row, up to and including its first stop token (or until `ends(row)`
-    says it has ended); all rows stop when `on_step(rows, tokens)` returns True."""
+    says it has ended); all rows stop when `on_step(rows, tokens)` returns True. With a `cache` of the
+    rows' first tokens (`_shared_prefix`), `attention` covers those and `input_ids` the rest."""
     import torch
 
     device = model.device
@@ -150,8 +177,8 @@ def _decode(
     next_position = attention.sum(-1)
     stop_ids = torch.tensor(stops)
     cache_kwarg = cache_argument(model)
-    step_ids, mask, cache = input_ids, attention, None
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    step_ids, mask = input_ids, attention
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
     for step in range(max_new_tokens):
         with torch.no_grad():
             out = model(
