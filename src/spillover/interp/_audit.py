@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from spillover._io import config_hash, derive_seed, mark_done, write_json
 from spillover.errors import BadInputError, Problem
-from spillover.models import LoadedModel, load, render_chat
+from spillover.models import LoadedModel, render_chat
 
 from ._activations import TokenActivations, encode, token_activations, typical_norm
 from ._attribution import (
@@ -48,6 +48,7 @@ from ._concept import (
     document_source,
     probe,
 )
+from ._data_search import data_search
 from ._features_html import write_features_html
 from ._firing import concept_firing, feature_firing, prompt_activations
 from ._gap import gap_removed
@@ -56,7 +57,7 @@ from ._run_inputs import (
     RunInputs,
     answer_pairs,
     arm_models,
-    load_run_recipe,
+    load_arm_model,
     run_inputs,
     study_documents,
 )
@@ -69,7 +70,6 @@ from ._steering import (
     steering_sweep,
 )
 
-DTYPES = {"auto": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 GAP_REFERENCES = ("docs-plain", "control")
 
 
@@ -175,8 +175,8 @@ def audit(
     out = inputs.run_dir / "audit" / (f"fold-{config.fold}" if config.fold is not None else "")
     clock = _Clock(log)
 
-    def loaded(arm: str) -> LoadedModel:  # trained arms saved the chat template with their tokenizer; the base needs it again
-        return load(paths[arm], dtype=DTYPES[recipe.model.dtype], chat_template=recipe.model.chat_template)
+    def loaded(arm: str) -> LoadedModel:
+        return load_arm_model(recipe, paths[arm])
 
     seed = derive_seed(config.seed, "audit")
     clock.phase("concept", f"loading organism {paths['organism']}")
@@ -354,15 +354,5 @@ def _attributions(inputs: RunInputs, lm: LoadedModel, world, directions: torch.T
 
 def _data_search(inputs: RunInputs, config: AuditConfig, layer: int, log) -> dict | None:
     """The training texts that best explain each test behaviour, at the audited layer."""
-    from ._data_search import data_search  # imports this module's run readers
-
     return data_search(inputs.run_dir, seed=config.seed, layer=layer, max_tokens=config.max_tokens, log=log).model_copy(update={"layer_from": "audit"}).model_dump(mode="json")
 
-
-# Kept for interp._data_search (written beside this module), which opens runs through them.
-def _recipe(run_dir: Path):
-    return load_run_recipe(Path(run_dir))
-
-
-def _arm_models(run_dir: Path, recipe, config: AuditConfig) -> dict[str, str]:
-    return arm_models(RunInputs(Path(run_dir), recipe, recipe.split, None, Path(run_dir)), config.arms, config.seed)
