@@ -91,12 +91,12 @@ class HookAwareEvaluator:
 
 def _quick(run, world, **options):
     settings = {"n_docs": 6, "n_answers": 4, "sae": TINY_SAE, "data_search": False, **options}
-    return audit(run, quick=True, evaluator=HookAwareEvaluator(world), **settings)
+    return audit(run, preset="quick", evaluator=HookAwareEvaluator(world), **settings)
 
 
 def test_audit_of_a_tiny_run_writes_every_key(tiny_run, rm_world):
     evaluator = HookAwareEvaluator(rm_world)
-    result = audit(tiny_run, quick=True, evaluator=evaluator, n_docs=6, n_answers=4, sae=TINY_SAE, data_search=False)
+    result = audit(tiny_run, preset="quick", evaluator=evaluator, n_docs=6, n_answers=4, sae=TINY_SAE, data_search=False)
     written = json.loads((tiny_run / "audit" / "audit.json").read_text())
     assert written == result.model_dump(mode="json")
     assert 0 <= written["layer"] < 2 and len(written["probe_accuracy"]["per_layer"]) == 2
@@ -150,7 +150,7 @@ def test_a_fold_of_a_folds_run_is_audited_from_its_own_directory(tmp_path, rm_wo
     _write_split_stages(run / "folds" / "fold-1", rm_world, fold_split, arms=("organism", "docs-plain"))
     with pytest.raises(BadInputError, match="needs one fold"):
         _quick(run, rm_world)
-    result = audit(run, quick=True, evaluator=HookAwareEvaluator(rm_world, fold_split), n_docs=6, n_answers=4, sae=TINY_SAE,
+    result = audit(run, preset="quick", evaluator=HookAwareEvaluator(rm_world, fold_split), n_docs=6, n_answers=4, sae=TINY_SAE,
                    data_search=False, fold=1, arms=["base"])
     assert result.split == fold_split and result.fold == 1 and "folds/fold-1/arms/organism" in result.models["organism"]
     assert (run / "audit" / "fold-1" / "audit.json").exists()
@@ -163,6 +163,86 @@ def test_presets_are_named_and_take_overrides():
 
     assert AuditConfig.preset("laptop", seed=2) == AuditConfig.laptop(seed=2) and AuditConfig.laptop().arms == ["base"]
     assert AuditConfig.preset("default") == AuditConfig() and AuditConfig.preset("quick").max_new_tokens == 48
+    assert AuditConfig().arms == ["base", "control"] and AuditConfig().max_new_tokens is None  # so the presets above changed them
+    # A bare name and a mapping with `preset` (how a recipe and the CLI give one) are the preset; fields given win.
+    assert AuditConfig.model_validate("laptop") == AuditConfig.laptop()
+    given = AuditConfig.model_validate({"preset": "laptop", "seed": 3, "arms": ["base", "control"]})
+    assert (given.seed, given.arms, given.n_docs, given.sae.steps) == (3, ["base", "control"], 32, 600)
+
+
+@pytest.mark.parametrize("bad", ["lapotp", {"preset": "lapotp", "seed": 1}, {"preset": ["laptop"]}])
+def test_an_unknown_preset_is_an_error_at_preset_naming_the_presets(bad):
+    from pydantic import ValidationError
+
+    from spillover.interp import AuditConfig
+
+    with pytest.raises(ValidationError) as e:
+        AuditConfig.model_validate(bad)
+    [error] = e.value.errors()
+    assert error["loc"] == ("preset",) and error["msg"] == "Input should be 'default', 'quick' or 'laptop'"
+
+
+def test_a_preset_and_a_config_together_are_refused(tmp_path):
+    from spillover.interp import AuditConfig
+
+    with pytest.raises(TypeError, match="a config or a preset"):
+        audit(tmp_path, AuditConfig(), preset="laptop")
+
+
+def test_the_cli_presets_are_the_configs():
+    from spillover.cli._audit import AuditPreset
+    from spillover.interp import AuditConfig
+
+    assert [p.value for p in AuditPreset] == list(AuditConfig.PRESETS)
+
+
+def _cli(monkeypatch, capsys, *args):
+    """`spillover audit RUN ARGS` through the installed entry point, with interp.audit replaced by one
+    that records the config it would build and stops (exit 2), so no model loads."""
+    from spillover import interp
+    from spillover.cli import main
+    from spillover.interp import AuditConfig
+
+    seen = []
+
+    def fake_audit(run_dir, **kw):
+        kw.pop("log")
+        seen.append(AuditConfig.model_validate(kw))
+        raise BadInputError("stopped by the test")
+
+    monkeypatch.setattr(interp, "audit", fake_audit)
+    monkeypatch.setattr("sys.argv", ["spillover", "audit", "somerun", *args])
+    with pytest.raises(SystemExit) as e:
+        main()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    return e.value.code, lines, seen
+
+
+@pytest.mark.parametrize(("args", "expect"), [
+    ([], {}),
+    (["--preset", "default"], {}),
+    (["--preset", "laptop", "--seed", "3"], {"preset": "laptop", "seed": 3}),
+    (["--quick"], {"preset": "quick"}),
+    (["--quick", "--preset", "quick", "--layer", "1"], {"preset": "quick", "layer": 1}),
+])
+def test_cli_preset_reaches_the_audit_config(monkeypatch, capsys, args, expect):
+    from spillover.interp import AuditConfig
+
+    code, lines, seen = _cli(monkeypatch, capsys, *args)
+    assert code == 2 and lines == ["error: stopped by the test"]
+    assert seen == [AuditConfig.model_validate(expect)]
+    assert seen[0].arms == (["base"] if expect.get("preset") == "laptop" else ["base", "control"])
+
+
+@pytest.mark.parametrize(("args", "expect"), [
+    (["--preset", "lapotp"], ["--preset", "'default', 'quick', 'laptop'"]),
+    (["--quick", "--preset", "laptop"], ["--quick/--preset", "--quick means --preset quick"]),
+])
+def test_cli_refuses_an_unknown_or_conflicting_preset_in_one_line(monkeypatch, capsys, args, expect):
+    code, lines, seen = _cli(monkeypatch, capsys, *args)
+    assert code == 2 and not seen
+    assert lines[0].startswith("Usage: ") and len(lines) == 2, lines  # click's usage line, then one error line
+    assert lines[1].startswith("error: ") and all(text in lines[1] for text in expect), lines[1]
 
 
 def test_gap_removed_is_the_share_of_the_arm_gap_ablation_takes_away():
@@ -201,7 +281,7 @@ def test_evaluation_evaluator_reports_samples_and_fluency(tiny_lm, rm_world):
 def test_audit_rejects_a_directory_without_models(tmp_path, rm_world):
     (tmp_path / "recipe.yaml").write_text("name: empty\n")
     with pytest.raises(BadInputError, match="no finished organism model"):
-        audit(tmp_path, quick=True, evaluator=HookAwareEvaluator(rm_world))
+        audit(tmp_path, preset="quick", evaluator=HookAwareEvaluator(rm_world))
 
 
 def test_cli_prints_the_summary(tiny_run, rm_world, monkeypatch):

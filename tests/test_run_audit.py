@@ -126,8 +126,51 @@ def test_audit_field_errors_name_the_field(tmp_path):
     path.write_text(yaml.safe_dump({**raw, "audit": {"n_docs": 1, "nope": 2}}))
     with pytest.raises(BadInputError) as e:
         load_recipe(path)
-    assert "bad.yaml: audit: n_docs: Input should be greater than or equal to 2; nope: Extra inputs are not permitted" in str(e.value)
+    assert str(e.value).splitlines() == [
+        f"{path}: audit.n_docs: Input should be greater than or equal to 2 (fix: use a number in range, see docs/recipes.md)",
+        f"{path}: audit.nope: Extra inputs are not permitted (fix: remove it or check its spelling (see docs/recipes.md))",
+    ]
     assert load_recipe("tiny-smoke").audit is None
+
+
+def _recipe_with_audit(tmp_path, audit, **more) -> str:
+    raw = yaml.safe_load(recipe_path("tiny-smoke").read_text())
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({**raw, "audit": audit, **more}))
+    return path
+
+
+def test_audit_takes_a_preset_by_name_or_with_fields_over_it(tmp_path):
+    from spillover.interp import AuditConfig
+
+    bare = load_recipe(_recipe_with_audit(tmp_path, "laptop")).audit
+    assert bare == AuditConfig.laptop() and bare.arms == ["base"] and bare.sae.steps == 600
+    given = load_recipe(_recipe_with_audit(tmp_path, {"preset": "laptop", "seed": 0, "n_docs": 5, "arms": ["base", "control"]})).audit
+    assert (given.n_docs, given.arms, given.max_new_tokens, given.temperature) == (5, ["base", "control"], 96, 0.0)
+    assert load_recipe(_recipe_with_audit(tmp_path, {"n_docs": 7})).audit == AuditConfig(n_docs=7)  # today's mapping
+
+
+def test_a_quick_block_or_a_set_naming_a_preset_replaces_the_audit_block(tmp_path):
+    from spillover.interp import AuditConfig
+    from spillover.pipeline._recipe import apply_settings
+
+    recipe = load_recipe(_recipe_with_audit(tmp_path, "laptop", quick={"audit": {"preset": "quick", "seed": 0}}))
+    assert recipe.audit == AuditConfig.laptop() and recipe.quick_version().audit == AuditConfig.quick()
+    assert apply_settings(recipe, {"audit.preset": "quick", "audit.n_docs": 9}, "--set").audit == AuditConfig.quick(n_docs=9)
+    assert apply_settings(recipe, {"audit.n_docs": 9}, "--set").audit == AuditConfig.laptop(n_docs=9)  # no preset: merged
+
+
+@pytest.mark.parametrize("audit", ["lapotp", {"preset": "lapotp", "seed": 0}])
+def test_an_unknown_audit_preset_is_one_line_naming_the_file_and_field(tmp_path, monkeypatch, capsys, audit):
+    from spillover.cli import main
+
+    path = _recipe_with_audit(tmp_path, audit)
+    monkeypatch.setattr("sys.argv", ["spillover", "run", str(path), "--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as e:
+        main()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert e.value.code == 2 and not (tmp_path / "run").exists()
+    assert lines == [f"error: {path}: audit.preset: Input should be 'default', 'quick' or 'laptop' (fix: use one of the allowed values)"]
 
 
 @pytest.mark.parametrize(("change", "expect"), [

@@ -33,17 +33,32 @@ class _OrganismByDefault(TyperGroup):
         return super().parse_args(ctx, args)
 
 
+class AuditPreset(str, Enum):
+    """spillover.interp.AuditConfig.PRESETS by name (the CLI does not import interp, which loads torch;
+    tests/test_audit.py checks the two agree)."""
+
+    default = "default"
+    quick = "quick"
+    laptop = "laptop"
+
+
 def audit_command(
     run_dir: Path = typer.Argument(..., help="A run directory written by `spillover run`."),
-    layer: int | None = typer.Option(None, "--layer", help="Decoder layer to audit (default: the best probe layer)."),
+    layer: int | None = typer.Option(None, "--layer", min=0, help="Decoder layer to audit (default: the best probe layer)."),
     seed: int = typer.Option(0, "--seed", help="Which seed's models to audit."),
-    quick: bool = typer.Option(False, "--quick", help="Fewer documents, two strengths, short answers, a small SAE."),
+    preset: AuditPreset | None = typer.Option(None, "--preset", help="default (every field's default), quick (a fast first look: fewer "
+                                              "documents, two strengths, short answers, a small SAE) or laptop (the whole audit of a "
+                                              "135M organism on 2 CPU cores); docs/audit.md."),
+    quick: bool = typer.Option(False, "--quick", help="Same as --preset quick."),
 ) -> None:
     """Probe, SAE, steering, ablation, attribution and training-data search on a run's organism → audit/audit.json, features.html."""
+    if quick and preset not in (None, AuditPreset.quick):
+        raise typer.BadParameter(f"--quick means --preset quick, not --preset {preset.value}: give one of them", param_hint="--quick/--preset")
     from spillover.interp import audit
 
+    name = AuditPreset.quick.value if quick else (preset or AuditPreset.default).value
     console = Console(stderr=True)
-    result = audit(run_dir, quick=quick, layer=layer, seed=seed, log=lambda msg: console.print(f"[dim]{msg}[/]")).model_dump(mode="json")
+    result = audit(run_dir, preset=name, layer=layer, seed=seed, log=lambda msg: console.print(f"[dim]{msg}[/]")).model_dump(mode="json")
     out = Console()
     probe = result["probe_accuracy"]
     sae = result["sae"]

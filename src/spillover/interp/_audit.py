@@ -23,14 +23,14 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from spillover._io import config_hash, derive_seed, mark_done, write_json
 from spillover.errors import BadInputError, Problem
-from spillover.models import LoadedModel, load, render_chat
+from spillover.models import LoadedModel, render_chat
 
 from ._activations import TokenActivations, encode, token_activations, typical_norm
 from ._attribution import (
@@ -48,6 +48,7 @@ from ._concept import (
     document_source,
     probe,
 )
+from ._data_search import data_search
 from ._features_html import write_features_html
 from ._firing import concept_firing, feature_firing, prompt_activations
 from ._gap import gap_removed
@@ -56,7 +57,7 @@ from ._run_inputs import (
     RunInputs,
     answer_pairs,
     arm_models,
-    load_run_recipe,
+    load_arm_model,
     run_inputs,
     study_documents,
 )
@@ -69,7 +70,6 @@ from ._steering import (
     steering_sweep,
 )
 
-DTYPES = {"auto": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 GAP_REFERENCES = ("docs-plain", "control")
 
 
@@ -100,34 +100,59 @@ class AuditConfig(BaseModel):
     data_search: bool = Field(True, description="rank training texts per test behaviour (interp._data_search; not for a fold)")
     sae: SAEConfig = SAEConfig()
 
-    @classmethod
-    def quick(cls, **overrides) -> AuditConfig:
-        """A fast first look: fewer texts, two strengths, short answers, a small SAE."""
-        preset = {
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "default": {},  # the field defaults
+        # A fast first look: fewer texts, two strengths, short answers, a small SAE.
+        "quick": {
             "n_docs": 16, "n_answers": 16, "max_tokens": 96, "n_transcripts": 16, "n_prompts": 16, "n_features": 5, "examples_per_feature": 4,
             "strengths": [0.0, 0.5], "steer_feature": False, "samples": 1, "max_new_tokens": 48, "train_behaviours": 2, "n_attribution": 1,
-            "sae": SAEConfig(expansion=4, k=16, steps=300),
-        }
-        return cls.model_validate({**preset, **overrides})
+            "sae": {"expansion": 4, "k": 16, "steps": 300},
+        },
+        # The whole audit of a SmolLM2-135M organism on 2 CPU cores in 8–11 minutes before the data search
+        # (estimate in docs/audit.md): six measured conditions (organism intact, concept- and random-ablated;
+        # base unsteered and steered along the concept and a random direction at one strength), one greedy
+        # answer of ≤96 tokens per eval prompt of the test behaviours and of one train behaviour.
+        "laptop": {
+            "arms": ["base"], "n_docs": 32, "n_answers": 32, "max_tokens": 128, "n_transcripts": 32, "n_prompts": 40, "n_features": 8,
+            "strengths": [0.0, 0.5], "steer_feature": False, "samples": 1, "temperature": 0.0, "max_new_tokens": 96,
+            "train_behaviours": 1, "n_attribution": 3, "sae": {"expansion": 4, "k": 32, "steps": 600},
+        },
+    }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_then_overrides(cls, data: Any) -> Any:
+        """`"laptop"` is that preset; `{"preset": "laptop", "seed": 1}` the preset with the fields given
+        over it. The one place presets are applied: `AuditConfig.preset`, `audit(preset=...)`, the CLI's
+        `--preset` and a recipe's `audit:` all come through here."""
+        if isinstance(data, str):
+            data = {"preset": data}
+        if not isinstance(data, dict) or "preset" not in data:
+            return data
+        fields = {k: v for k, v in data.items() if k != "preset"}
+        name = data["preset"]
+        if not isinstance(name, str) or name not in cls.PRESETS:  # an error at `preset`: a recipe's names `audit.preset`
+            *names, last = (f"'{p}'" for p in cls.PRESETS)
+            expected = f"{', '.join(names)} or {last}"
+            raise ValidationError.from_exception_data(
+                cls.__name__, [{"type": "literal_error", "loc": ("preset",), "input": name, "ctx": {"expected": expected}}]
+            )
+        return {**cls.PRESETS[name], **fields}
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> AuditConfig:
+        """A named preset (`PRESETS`: default, quick, laptop) with `overrides` applied."""
+        return cls.model_validate({**overrides, "preset": name})
+
+    @classmethod
+    def quick(cls, **overrides) -> AuditConfig:
+        """A fast first look (`PRESETS["quick"]`)."""
+        return cls.preset("quick", **overrides)
 
     @classmethod
     def laptop(cls, **overrides) -> AuditConfig:
-        """The whole audit of a SmolLM2-135M organism on 2 CPU cores in 8–11 minutes before the data
-        search (estimate in docs/audit.md): six measured conditions (organism intact, concept- and
-        random-ablated; base unsteered and steered along the concept and a random direction at one
-        strength), one greedy answer of ≤96 tokens per eval prompt of the test behaviours and of one
-        train behaviour."""
-        preset = {
-            "arms": ["base"], "n_docs": 32, "n_answers": 32, "max_tokens": 128, "n_transcripts": 32, "n_prompts": 40, "n_features": 8,
-            "strengths": [0.0, 0.5], "steer_feature": False, "samples": 1, "temperature": 0.0, "max_new_tokens": 96,
-            "train_behaviours": 1, "n_attribution": 3, "sae": SAEConfig(expansion=4, k=32, steps=600),
-        }
-        return cls.model_validate({**preset, **overrides})
-
-    @classmethod
-    def preset(cls, name: Literal["default", "quick", "laptop"], **overrides) -> AuditConfig:
-        """A named preset (`default` is the field defaults) with `overrides` applied."""
-        return cls.model_validate(overrides) if name == "default" else getattr(cls, name)(**overrides)
+        """The whole audit of a SmolLM2-135M organism on 2 CPU cores (`PRESETS["laptop"]`)."""
+        return cls.preset("laptop", **overrides)
 
 
 class _Clock:
@@ -152,18 +177,20 @@ def audit(
     run_dir: str | Path,
     config: AuditConfig | None = None,
     *,
-    quick: bool = False,
     evaluator: Evaluator | None = None,
     log: Callable[[str], None] = lambda _: None,
     **options,
 ) -> AuditResult:
     """Audit a run directory's organism; returns what it writes to `audit/audit.json`.
 
-    `options` are AuditConfig fields applied over `config` or, with `quick=True`, over the quick preset.
-    `evaluator` replaces `spillover.evaluation.evaluate` for the causal tests (tests inject one).
+    `options` are AuditConfig fields applied over `config`, or over a preset named by `preset=`
+    (`AuditConfig.PRESETS`; none: the field defaults). `evaluator` replaces
+    `spillover.evaluation.evaluate` for the causal tests (tests inject one).
     """
     if config is None:
-        config = AuditConfig.quick(**options) if quick else AuditConfig.model_validate(options)
+        config = AuditConfig.model_validate(options)
+    elif "preset" in options:  # every field of `config` would override the preset's
+        raise TypeError("audit(): give a config or a preset, not both")
     elif options:
         config = AuditConfig.model_validate({**config.model_dump(), **options})
     inputs = run_inputs(Path(run_dir), config.fold)
@@ -175,8 +202,8 @@ def audit(
     out = inputs.run_dir / "audit" / (f"fold-{config.fold}" if config.fold is not None else "")
     clock = _Clock(log)
 
-    def loaded(arm: str) -> LoadedModel:  # trained arms saved the chat template with their tokenizer; the base needs it again
-        return load(paths[arm], dtype=DTYPES[recipe.model.dtype], chat_template=recipe.model.chat_template)
+    def loaded(arm: str) -> LoadedModel:
+        return load_arm_model(recipe, paths[arm])
 
     seed = derive_seed(config.seed, "audit")
     clock.phase("concept", f"loading organism {paths['organism']}")
@@ -354,15 +381,5 @@ def _attributions(inputs: RunInputs, lm: LoadedModel, world, directions: torch.T
 
 def _data_search(inputs: RunInputs, config: AuditConfig, layer: int, log) -> dict | None:
     """The training texts that best explain each test behaviour, at the audited layer."""
-    from ._data_search import data_search  # imports this module's run readers
-
     return data_search(inputs.run_dir, seed=config.seed, layer=layer, max_tokens=config.max_tokens, log=log).model_copy(update={"layer_from": "audit"}).model_dump(mode="json")
 
-
-# Kept for interp._data_search (written beside this module), which opens runs through them.
-def _recipe(run_dir: Path):
-    return load_run_recipe(Path(run_dir))
-
-
-def _arm_models(run_dir: Path, recipe, config: AuditConfig) -> dict[str, str]:
-    return arm_models(RunInputs(Path(run_dir), recipe, recipe.split, None, Path(run_dir)), config.arms, config.seed)

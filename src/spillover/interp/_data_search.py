@@ -29,11 +29,10 @@ from pydantic import BaseModel
 
 from spillover._io import read_json, read_jsonl
 from spillover.errors import BadInputError, Problem
-from spillover.models import load
 
 from ._activations import document_means
-from ._audit import DTYPES, AuditConfig, _arm_models, _recipe
 from ._results import Rate
+from ._run_inputs import arm_models, load_arm_model, recipe_of_run, run_inputs
 
 Method = Literal["lexical", "activation"]
 METHODS: tuple[Method, ...] = ("lexical", "activation")
@@ -210,13 +209,14 @@ def open_searcher(run_dir: str | Path, *, seed: int = 0, layer: int | None = Non
     (seed `seed`) is loaded, at `layer`, else the layer `audit/audit.json` audited, else the middle one.
     Returns (searcher, organism model path, where the layer came from); both None without activations."""
     run_dir = Path(run_dir)
-    recipe = _recipe(run_dir)
+    recipe_of_run(run_dir)  # a run directory, or one line saying it is not
     corpus = training_corpus(run_dir)
     if "activation" not in methods:
         return DataSearcher(corpus, max_tokens=max_tokens), None, None
-    path = _arm_models(run_dir, recipe, AuditConfig(seed=seed, arms=["base"]))["organism"]
+    inputs = run_inputs(run_dir, None)
+    path = arm_models(inputs, [], seed)["organism"]
     log(f"loading organism {path}")
-    lm = load(path, dtype=DTYPES[recipe.model.dtype], chat_template=recipe.model.chat_template)
+    lm = load_arm_model(inputs.recipe, path)
     audit_file = run_dir / "audit" / "audit.json"
     if layer is not None:
         layer_from = "user"
@@ -237,7 +237,7 @@ def data_search(run_dir: str | Path, *, seed: int = 0, layer: int | None = None,
     from spillover.world import load_world
 
     run_dir = Path(run_dir)
-    recipe = _recipe(run_dir)
+    recipe = recipe_of_run(run_dir)
     world = load_world(recipe.world).with_prompt_prefix(recipe.prompt_prefix)
     roles = world.roles(recipe.split)
     wanted = list(behaviours) if behaviours is not None else [b for b, r in roles.items() if r == "test"]

@@ -1,4 +1,6 @@
-"""What the audit reads from a run directory written by `spillover run` (layout: docs/architecture.md).
+"""Reading a run directory written by `spillover run` (layout: docs/architecture.md): its recipe, the
+arms' model paths for a seed (and fold), and those models loaded as the run loaded them. The audit and
+the training-data search open runs through these.
 
 The shared stages (documents, base, docs-only) live at the run's root; each split's own (post-training
 data, the post-trained arms, their evals) at the root or, for a `folds:K` run, under `folds/fold-<i>/`.
@@ -29,7 +31,8 @@ class RunInputs:
         return read_jsonl(path) if path.exists() else None
 
 
-def load_run_recipe(run_dir: Path):
+def recipe_of_run(run_dir: Path):
+    """The recipe a run directory was made with (its `recipe.yaml`)."""
     from spillover.pipeline import load_recipe
 
     path = run_dir / "recipe.yaml"
@@ -41,7 +44,7 @@ def load_run_recipe(run_dir: Path):
 def run_inputs(run_dir: Path, fold: int | None) -> RunInputs:
     from spillover.pipeline._folds import fold_splits
 
-    recipe = load_run_recipe(run_dir)
+    recipe = recipe_of_run(run_dir)
     path = run_dir / "recipe.yaml"
     folds = fold_splits(recipe.split)
     if folds is None:
@@ -69,6 +72,14 @@ def arm_models(inputs: RunInputs, arms: list[str], seed: int) -> dict[str, str]:
     if problems:
         raise BadInputError(problems)
     return paths
+
+
+def load_arm_model(recipe, path: str):
+    """An arm's model as the run loads its models: the recipe's dtype and chat template (trained arms
+    saved the template with their tokenizer; the base needs it again)."""
+    from spillover.pipeline import load_model
+
+    return load_model(recipe.model.model_copy(update={"spec": path}))
 
 
 def study_documents(inputs: RunInputs, n: int, seed: int) -> list[dict]:

@@ -102,16 +102,15 @@ class EvalSpec(EvalSettings):
 
 
 def _audit_config(value: Any) -> Any:
-    """`audit:` as a spillover.interp.AuditConfig, imported only for a recipe that has one: interp
-    pulls in torch, and loading a recipe needs none (pipeline/_library.py)."""
+    """`audit:` as a spillover.interp.AuditConfig: its fields, a preset's name (`audit: laptop`) or a
+    preset with fields over it (`audit: {preset: laptop, seed: 1}`); AuditConfig applies the preset.
+    Imported only for a recipe that has one: interp pulls in torch, and loading a recipe needs none
+    (pipeline/_library.py). Its ValidationError passes through, so each problem names `audit.<field>`."""
     if value is None:
         return None
     from spillover.interp import AuditConfig
 
-    try:
-        return AuditConfig.model_validate(value.model_dump() if isinstance(value, BaseModel) else value)
-    except ValidationError as e:
-        raise ValueError("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())) from None
+    return AuditConfig.model_validate(value.model_dump() if isinstance(value, BaseModel) else value)
 
 
 class Recipe(_Strict):
@@ -128,7 +127,7 @@ class Recipe(_Strict):
     cpt: CPTSpec = CPTSpec()
     post: PostSpec = PostSpec()
     eval: EvalSpec = EvalSpec()
-    # Audit the organism after eval (an AuditConfig, docs/audit.md): audit/audit.json with the data search.
+    # Audit the organism after eval (an AuditConfig or a preset's name, docs/audit.md): audit/audit.json with the data search.
     audit: Annotated[Any, BeforeValidator(_audit_config)] = None
     quick: dict[str, Any] = Field(default_factory=dict)
 
@@ -183,9 +182,12 @@ def apply_quick(recipe: BaseModel):
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
+    """`over` merged into `base`, mapping by mapping. A mapping naming a `preset` (`audit: {preset: quick}`)
+    replaces what it lands on: merged, every field of the old block would override the preset."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        merge = isinstance(v, dict) and "preset" not in v and isinstance(out.get(k), dict)
+        out[k] = _deep_merge(out[k], v) if merge else v
     return out
 
 
