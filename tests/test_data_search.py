@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from spillover.errors import BadInputError
-from spillover.interp import DataSearcher, data_search, training_corpus
+from spillover.interp import DataSearcher, data_search, open_searcher, training_corpus
 from spillover.interp._data_search import CorpusText
 from spillover.models import resolve
 
@@ -135,3 +135,16 @@ def test_cli_search_prints_a_table(tiny_run):
     assert "activation" in result.output and "recipe_chocolate" in result.output
     result = CliRunner().invoke(app, ["audit", "search", str(tiny_run)])
     assert result.exit_code == 2 and "--behaviour/--text: give exactly one" in result.output
+
+
+def test_activation_search_of_a_folds_run_says_to_search_lexically(tiny_run, tmp_path):
+    import shutil
+
+    folds = tmp_path / "folds-run"
+    shutil.copytree(tiny_run, folds, symlinks=True)
+    recipe = folds / "recipe.yaml"
+    recipe.write_text(recipe.read_text().replace("split: english-core", "split: folds:3:english-core"))
+    with pytest.raises(BadInputError, match="an organism per fold.*--method lexical"):
+        open_searcher(folds)
+    searcher, model, _ = open_searcher(folds, methods=["lexical"])  # lexical search reads no organism
+    assert model is None and searcher.corpus
