@@ -152,7 +152,7 @@ def _shared_prefix(model, rows: list[list[int]], pad_id: int):
     import torch
 
     shared = min(len(os.path.commonprefix(rows)), min(map(len, rows)) - 1)
-    if len(rows) < 2 or shared < MIN_SHARED_TOKENS:
+    if len(rows) < 2 or shared < MIN_SHARED_TOKENS or not _full_attention_only(model):
         return (*pad_rows(rows, pad_id, left=True), None)
     with torch.no_grad():
         out = model(input_ids=torch.tensor([rows[0][:shared]], device=model.device), use_cache=True, logits_to_keep=1)
@@ -160,6 +160,16 @@ def _shared_prefix(model, rows: list[list[int]], pad_id: int):
     cache.batch_repeat_interleave(len(rows))
     input_ids, rest = pad_rows([r[shared:] for r in rows], pad_id, left=True)
     return input_ids, torch.cat([torch.ones((len(rows), shared), dtype=rest.dtype), rest], dim=-1), cache
+
+
+def _full_attention_only(model) -> bool:
+    """Whether every layer attends to the whole cache. A sliding window counts cache slots, and the
+    padding between a shared prefix and a row's rest would take slots of the window (Gemma 3, Mistral)."""
+    config = model.config.get_text_config()
+    types = getattr(config, "layer_types", None)
+    if types is not None:
+        return all(t == "full_attention" for t in types)
+    return getattr(config, "sliding_window", None) is None or getattr(config, "use_sliding_window", True) is False
 
 
 def _decode(
