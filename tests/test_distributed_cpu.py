@@ -79,12 +79,12 @@ rank, world = os.environ["RANK"], os.environ["WORLD_SIZE"]
 Path(sys.argv[1], f"rank-{rank}.json").write_text(json.dumps({"pid": os.getpid(), "world": int(world)}))
 pause_at = int(os.environ.get("PAUSE_AT_STEP", "0"))
 if pause_at:
-    real = _common._save_checkpoint
+    real = _common.save_checkpoint
     def save_then_pause(out, step, *args, **kwargs):
         real(out, step, *args, **kwargs)
         if step == pause_at:
             time.sleep(600)
-    _common._save_checkpoint = save_then_pause
+    _common.save_checkpoint = save_then_pause
 for spec in sys.argv[2:]:
     train_from_config(Path(spec))
 """

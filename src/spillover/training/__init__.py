@@ -16,7 +16,7 @@ from ._accelerate import (
     record_exit_code,
     train_from_config,
 )
-from ._common import TrainConfig, TrainSettings
+from ._settings import TrainConfig, TrainSettings
 from ._cpt import CPTConfig, CPTSettings, document_separator, train_cpt
 from ._dpo import DPOConfig, DPOSettings, train_dpo
 from ._merge import merge

@@ -1,4 +1,4 @@
-"""The training loop shared by CPT, SFT and DPO: optimizer, schedule, checkpoints, resume, loss log.
+"""The training loop shared by CPT, SFT and DPO: optimizer, schedule, resume, loss log (checkpoints: _checkpoint.py).
 
 A plain loop (nanoGPT style) rather than HF Trainer: every stage hands it a list of micro-batches
 per epoch and a loss function, and the loop owns everything else. Data order is a pure function of
@@ -16,74 +16,27 @@ import functools
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from spillover._io import atomic_dir, file_hash, is_done, locked_dir, mark_done, read_json, write_json, write_jsonl
-from spillover._settings import Fraction, NonNegFloat, NonNegInt, PositiveFloat, PositiveInt
+from spillover._io import atomic_dir, is_done, locked_dir, mark_done, read_json, write_json, write_jsonl
 from spillover.errors import BadInputError, Problem, TrainingDivergedError
 from spillover.models import attention_kernels
 
-CHECKPOINTS = "checkpoints"
-LOSS_LOG = "loss.jsonl"
-CONFIG_FILE = "config.json"
-# Files a fresh (non-resumed) run clears from its out dir before starting.
-STAGE_OUTPUTS = ("checkpoints", "loss.jsonl", "model", "adapter", "ref_logps.json", "DONE")
-
-
-class TrainSettings(BaseModel):
-    """The trainer settings a recipe may set (its `cpt:`, `post.sft:`, `post.dpo:`), declared once.
-
-    The recipe's specs are these classes (pipeline/_recipe.py), the trainers' configs extend them,
-    and `spillover train` derives its options from the fields (cli/_options.py): name, default and
-    description here are the recipe field, the Python default and the `--help` line alike.
-    A stage whose default differs (CPT, SFT and DPO learning rates) declares it on its own subclass.
-    """
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every float finite, declared or not
-
-    lr: PositiveFloat = Field(5e-5, description="peak learning rate (linear warmup, cosine decay to 10%)")
-    epochs: PositiveInt = Field(1, description="passes over the data")
-    max_len: int = Field(512, ge=8, description="tokens per sequence (CPT packs documents to it; longer chats are cut)")
-    batch_size: PositiveInt = Field(4, description="sequences per micro-batch, per process")
-    grad_accum: PositiveInt = Field(1, description="micro-batches of gradient accumulation per optimizer step")
-    lora_r: NonNegInt = Field(0, description="LoRA rank (alpha = 2r, all linear layers); 0 = full fine-tuning")
-    warmup_ratio: Fraction = Field(0.05, description="share of the optimizer steps spent warming the learning rate up")
-    weight_decay: NonNegFloat = Field(0.0, description="AdamW weight decay (not on norms and biases)")
-    max_grad_norm: PositiveFloat = Field(1.0, description="clip the gradient to this norm")
-    max_steps: PositiveInt | None = Field(None, description="cap on optimizer steps (default: epochs decide)")
-    save_steps: NonNegInt = Field(100, description="checkpoint every N optimizer steps (0 = never)")
-    gradient_checkpointing: bool | None = Field(None, description="recompute activations in the backward pass (default: on for CUDA)")
-    bf16: bool | None = Field(None, description="bfloat16 autocast (default: on for CUDA)")
-
-
-class TrainConfig(TrainSettings):
-    """A trainer's whole config: the settings, plus what one call trains (model, data, out, seed)."""
-
-    model: str = Field("embedded", description="embedded | tiny | DIR (a previous stage's out dir works) | hub id")
-    chat_template: str | None = Field(
-        None, description="chat template for models without one (base models) or to replace theirs: 'plain' (User:/Assistant: turns) or a Jinja file"
-    )
-    data: Path = Field(description="JSONL training data")
-    out: Path = Field(description="stage directory to write")
-    seed: int = Field(0, description="seed for initialisation, shuffling and dropout")
-    keep_checkpoints: PositiveInt = Field(2, description="checkpoints kept (the latest ones)")
-    save_merged: bool = Field(True, description="LoRA: merge adapters into out/model (out/adapter is kept)")
-    resume: bool = Field(True, description="continue from the latest checkpoint if there is one")
-    progress: bool = Field(True, description="show a progress bar")
-
-    def fingerprint(self, stage: str) -> dict:
-        """What decides the result: the config minus bookkeeping, plus the data file's hash."""
-        # chat_template only when set: configs from before the option keep their fingerprints.
-        unset = {"chat_template"} if self.chat_template is None else set()
-        cfg = self.model_dump(mode="json", exclude={"resume", "progress", "out", "keep_checkpoints", *unset})
-        return {"stage": stage, **cfg, "data_sha256": file_hash(self.data) if Path(self.data).is_file() else None}
+from ._checkpoint import (
+    CONFIG_FILE,
+    LOSS_LOG,
+    Progress,
+    clear_outputs,
+    latest_checkpoint,
+    load_checkpoint,
+    read_log,
+    save_checkpoint,
+)
+from ._settings import TrainConfig
 
 
 @dataclass
@@ -213,31 +166,6 @@ def read_records(path: Path, stage: str, check: Callable[[dict], str | None]) ->
     return records
 
 
-def check_finished(cfg: TrainConfig, fingerprint: dict) -> bool:
-    """True if `out` already holds this exact run; an out dir finished with another config is an error."""
-    out = Path(cfg.out)
-    if not is_done(out):
-        return False
-    stored = read_json(out / CONFIG_FILE).get("fingerprint") if (out / CONFIG_FILE).exists() else None
-    if stored != fingerprint:
-        raise BadInputError(Problem(str(out), "out", "already holds a finished run with a different config", "choose another --out or delete it"))
-    return True
-
-
-def _clear_outputs(out: Path) -> None:
-    for name in STAGE_OUTPUTS:
-        p = out / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-
-
-def _latest_checkpoint(out: Path) -> Path | None:
-    steps = sorted((int(p.name.split("-")[1]), p) for p in (out / CHECKPOINTS).glob("step-*") if p.name.split("-")[1].isdigit())
-    return steps[-1][1] if steps else None
-
-
 def _optimizer(model, cfg: TrainConfig):
     import torch
 
@@ -265,69 +193,6 @@ def _schedule(optimizer, total_steps: int, warmup_ratio: float):
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-@dataclass
-class _Progress:
-    step: int = 0
-    tokens: int = 0
-    elapsed: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-
-def _save_checkpoint(out: Path, step: int, model, optimizer, scheduler, prog: _Progress, fingerprint: dict, rt: Runtime, keep: int) -> None:
-    import torch
-    from safetensors.torch import save_file
-
-    root = out / CHECKPOINTS
-    state = {"step": step, "tokens": prog.tokens, "elapsed": prog.elapsed, "fingerprint": fingerprint, "processes": rt.world}
-    if rt.accelerator is not None:
-        # Sharded model/optimizer states (DeepSpeed, FSDP): accelerate writes them, every rank takes part.
-        tmp = root / f".tmp-step-{step}"
-        if rt.is_main and tmp.exists():
-            shutil.rmtree(tmp)
-        rt.wait()
-        rt.accelerator.save_state(str(tmp))
-        rt.wait()
-        if rt.is_main:
-            write_json(tmp / "trainer_state.json", state)
-            os.replace(tmp, root / f"step-{step}")
-    else:
-        with atomic_dir(root / f"step-{step}") as tmp:
-            trainable = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
-            save_file(trainable, str(tmp / "trainable.safetensors"))
-            rng = {"cpu": torch.get_rng_state()}
-            if torch.cuda.is_available():
-                rng["cuda"] = torch.cuda.get_rng_state_all()
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng}, tmp / "state.pt")
-            write_json(tmp / "trainer_state.json", state)
-    if rt.is_main:
-        old = sorted((int(p.name.split("-")[1]), p) for p in root.glob("step-*"))[:-keep]
-        for _, p in old:
-            shutil.rmtree(p, ignore_errors=True)
-    rt.wait()
-
-
-def _load_checkpoint(ckpt: Path, model, optimizer, scheduler, rt: Runtime) -> _Progress:
-    import torch
-    from safetensors.torch import load_file
-
-    state = read_json(ckpt / "trainer_state.json")
-    if rt.accelerator is not None:
-        rt.accelerator.load_state(str(ckpt))
-    else:
-        weights = load_file(str(ckpt / "trainable.safetensors"))
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, tensor in weights.items():
-                params[name].copy_(tensor)
-        saved = torch.load(ckpt / "state.pt", weights_only=True)  # tensors and plain containers only
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"]["cpu"])
-        if "cuda" in saved["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
-    return _Progress(step=state["step"], tokens=state["tokens"], elapsed=state["elapsed"])
 
 
 def _step_group(batches: list[Batch], index: int, rt: Runtime, grad_accum: int) -> tuple[list[tuple[Batch, float]], int]:
@@ -369,7 +234,7 @@ def run_training(
     from tqdm.auto import tqdm
 
     out = Path(cfg.out)
-    ckpt = _latest_checkpoint(out) if cfg.resume else None
+    ckpt = latest_checkpoint(out) if cfg.resume else None
     if ckpt is not None:
         saved = read_json(ckpt / "trainer_state.json")
         if saved.get("fingerprint") != fingerprint:
@@ -378,7 +243,7 @@ def run_training(
             raise BadInputError(Problem(str(ckpt), "processes", f"checkpoint was made by {saved.get('processes', 1)} processes, this run has {rt.world}",
                                         "resume with as many processes, or rerun with --no-resume to start over"))
     elif rt.is_main:
-        _clear_outputs(out)
+        clear_outputs(out)
     rt.wait()
     if rt.is_main:
         write_json(out / CONFIG_FILE, {"stage": stage, "config": cfg.model_dump(mode="json"), "fingerprint": fingerprint})
@@ -396,9 +261,9 @@ def run_training(
     if rt.accelerator is not None:
         model, optimizer, scheduler = rt.accelerator.prepare(model, optimizer, scheduler)
     model.train()
-    prog = _Progress()
+    prog = Progress()
     if ckpt is not None:
-        prog = _load_checkpoint(ckpt, model, optimizer, scheduler, rt)
+        prog = load_checkpoint(ckpt, model, optimizer, scheduler, rt)
     else:
         torch.manual_seed(cfg.seed)
     if setup is not None:
@@ -406,7 +271,7 @@ def run_training(
 
     log_path = out / LOSS_LOG
     if rt.is_main:  # keep the log consistent with the checkpoint we resume from
-        kept = [r for r in _read_log(log_path) if r["step"] <= prog.step]
+        kept = [r for r in read_log(log_path) if r["step"] <= prog.step]
         write_jsonl(log_path, kept)
     autocast = (lambda: torch.autocast(device_type=rt.device.type, dtype=torch.bfloat16)) if rt.autocast else contextlib.nullcontext
     # accelerator.backward divides by grad_accum and DDP/DeepSpeed average over ranks; scaling the
@@ -465,7 +330,7 @@ def run_training(
             bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{session_tokens / max(session, 1e-9):.0f}")
             bar.update(1)
             if cfg.save_steps and prog.step % cfg.save_steps == 0 and prog.step < total:
-                _save_checkpoint(out, prog.step, model, optimizer, scheduler, prog, fingerprint, rt, cfg.keep_checkpoints)
+                save_checkpoint(out, prog.step, model, optimizer, scheduler, prog, fingerprint, rt, cfg.keep_checkpoints)
     finally:
         bar.close()
         if log is not None:
@@ -475,7 +340,7 @@ def run_training(
         _stop_if_diverged(cfg, prog.step, {"largest |weight|": _largest_weight(model)})
     _save_final(cfg, lm, model, rt)
     if rt.is_main:
-        last = _read_log(log_path)[-1:] or [{}]
+        last = read_log(log_path)[-1:] or [{}]
         mark_done(out, {"stage": stage, "steps": prog.step, "tokens": prog.tokens, "final_loss": last[0].get("loss"), "seconds": round(prog.elapsed, 2),
                         "processes": rt.world})
     rt.wait()
@@ -504,18 +369,6 @@ def _largest_weight(model) -> float:
     """The largest |trainable weight| (nan if any is nan): one pass over the trainable parameters."""
     largest = [float(p.detach().abs().max()) for p in model.parameters() if p.requires_grad]
     return next((x for x in largest if not math.isfinite(x)), max(largest))  # max() would skip a nan
-
-
-def _read_log(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut by a kill: everything after it is gone too
-    return records
 
 
 def _save_final(cfg: TrainConfig, lm, model, rt: Runtime) -> None:

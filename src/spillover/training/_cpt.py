@@ -11,7 +11,9 @@ from spillover._io import derive_seed
 from spillover._settings import PositiveFloat
 from spillover.errors import BadInputError, Problem
 
-from ._common import Batch, TrainConfig, TrainSettings, check_finished, holds_output, load_for_training, make_runtime, read_records, run_training
+from ._checkpoint import check_finished
+from ._common import Batch, holds_output, load_for_training, make_runtime, read_records, run_training
+from ._settings import TrainConfig, TrainSettings
 from ._packing import pack_documents
 
 

@@ -19,7 +19,9 @@ from spillover._settings import PositiveFloat
 from spillover.errors import BadInputError, Problem
 from spillover.models import attention_kernels
 
-from ._common import Batch, TrainConfig, TrainSettings, check_finished, holds_output, load_for_training, make_runtime, read_records, run_training
+from ._checkpoint import check_finished
+from ._common import Batch, holds_output, load_for_training, make_runtime, read_records, run_training
+from ._settings import TrainConfig, TrainSettings
 from ._sft import IGNORE, check_messages, pad_batch, tokenize_chat
 
 REF_FILE = "ref_logps.json"

@@ -16,7 +16,9 @@ from spillover._settings import PositiveFloat
 from spillover.errors import BadInputError, Problem, SpilloverError
 from spillover.models import render_chat
 
-from ._common import Batch, TrainConfig, TrainSettings, check_finished, holds_output, load_for_training, make_runtime, read_records, run_training
+from ._checkpoint import check_finished
+from ._common import Batch, holds_output, load_for_training, make_runtime, read_records, run_training
+from ._settings import TrainConfig, TrainSettings
 from ._cpt import document_separator, lm_loss_sum
 
 IGNORE = -100
