@@ -76,7 +76,9 @@ def run_stages(runner: StageRunner, recipe: Recipe, world: World, stages: Stages
             shared.eval_and_probes(Path(), shared_split, arm, seed, *models[arm])
         for prefix, split in splits:
             arms = shared.post_arms(prefix, data_hashes[prefix], seed, models)
-            evals = {arm: shared.eval_and_probes(prefix, split, arm, seed, model, inputs) for arm, (model, inputs) in arms.items()}
+            # The organism first: every comparison and the audit read it, so a run stopped midway has it soonest.
+            ordered = sorted(arms.items(), key=lambda item: item[0] != "organism")
+            evals = {arm: shared.eval_and_probes(prefix, split, arm, seed, model, inputs) for arm, (model, inputs) in ordered}
             if prefix != Path():
                 _link_shared(runner.run_dir, prefix)
             if recipe.audit is not None and seed == recipe.audit.seed:  # one split: check_audit refuses folds
