@@ -5,6 +5,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from spillover._io import read_jsonl_gz
 from spillover.errors import BadInputError
 from spillover.interp import (
     Measurement,
@@ -122,6 +123,12 @@ def test_audit_of_a_tiny_run_writes_every_key(tiny_run, rm_world):
     assert gaps[("direction", "docs-plain")]["removed"] == 1.0 and gaps[("direction", "docs-plain")]["gap"] == 1.0
     assert ablation["note"] is None
     assert evaluator.calls == 2 * 3 + 3
+    # The evidence: every condition's scored answers, tagged, counting to the rates reported.
+    answers = read_jsonl_gz(tiny_run / "audit" / "answers.jsonl.gz")
+    for row in [*steering, *ablation["conditions"]]:
+        mine = [a for a in answers if (a["model"], a["intervention"], a["target"], a["strength"]) == (row["model"], row["intervention"], row["target"], row["strength"])]
+        tests = [a for a in mine if a["role"] == "test"]
+        assert (sum(a["exhibited"] for a in tests), len(tests)) == (row["test_rate"]["k"], row["test_rate"]["n"]) and tests
     attribution = written["attribution"]
     assert len(attribution) == 1 and attribution[0]["behaviour"] in rm_world.test_ids("default")
     assert len(attribution[0]["by_layer"]) == 2

@@ -12,8 +12,8 @@ test-behaviour answers, and test it causally on the test behaviours.
    docs-plain (and − control) gap removed. Every difference has a prompt-clustered interval.
 5. attribution from the behaviour's first token back to the concept's projection at every layer.
 
-Writes `audit/audit.json` (`AuditResult`), `audit/features.html`, `audit/sae/` (see docs/audit.md);
-`audit/fold-<i>/` for a fold of a folds run.
+Writes `audit/audit.json` (`AuditResult`), `audit/answers.jsonl.gz` (the causal tests' scored
+answers), `audit/features.html`, `audit/sae/` (see docs/audit.md); `audit/fold-<i>/` for a fold.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from spillover._io import config_hash, derive_seed, mark_done, write_json
+from spillover._io import config_hash, derive_seed, mark_done, write_json, write_jsonl_gz
 from spillover.errors import BadInputError, Problem
 from spillover.models import LoadedModel, render_chat
 
@@ -71,6 +71,7 @@ from ._steering import (
 )
 
 GAP_REFERENCES = ("docs-plain", "control")
+ANSWERS_FILE = "answers.jsonl.gz"  # every steering and ablation condition's scored answers
 
 
 class AuditConfig(BaseModel):
@@ -108,8 +109,8 @@ class AuditConfig(BaseModel):
             "strengths": [0.0, 0.5], "steer_feature": False, "samples": 1, "max_new_tokens": 48, "train_behaviours": 2, "n_attribution": 1,
             "sae": {"expansion": 4, "k": 16, "steps": 300},
         },
-        # The whole audit of a SmolLM2-135M organism on 2 CPU cores in 8–11 minutes before the data search
-        # (estimate in docs/audit.md): six measured conditions (organism intact, concept- and random-ablated;
+        # The whole audit of a SmolLM2-135M organism on 2 CPU cores: 12.8 minutes before the data search
+        # and 2.2 for it (measured, docs/audit.md): six measured conditions (organism intact, concept- and random-ablated;
         # base unsteered and steered along the concept and a random direction at one strength), one greedy
         # answer of ≤96 tokens per eval prompt of the test behaviours and of one train behaviour.
         "laptop": {
@@ -235,8 +236,9 @@ def audit(
     if config.steer_feature and features:
         targets[f"feature:{features[0].index}"] = sae.W_dec[features[0].index].detach().clone()
     steered = {arm: base if arm == "base" else loaded(arm) for arm in config.arms}
-    steering = steering_sweep(steered, layer, targets, config.strengths, typical, evaluator, log)
-    ablation = _ablation(organism, layer, {t: targets[t] for t in ("direction", "random")}, evaluator, inputs, config.seed, log)
+    answers: list[dict] = []  # every condition's scored answers: the evidence behind its rates
+    steering = steering_sweep(steered, layer, targets, config.strengths, typical, evaluator, log, answers)
+    ablation = _ablation(organism, layer, {t: targets[t] for t in ("direction", "random")}, evaluator, inputs, config.seed, log, answers)
 
     clock.phase("attribution", "attribution")
     attribution = _attributions(inputs, organism, world, sources[config.direction_source].directions(), config, seed)
@@ -251,6 +253,7 @@ def audit(
         data_search=search, seconds=clock.stop(),
     )
     write_json(out / "audit.json", result.model_dump(mode="json"))
+    write_jsonl_gz(out / ANSWERS_FILE, answers)
     sources_html = [("study", d["id"]) for d in study] + [("decoy", d["id"]) for d in decoys] + [("transcript", f"t{i}") for i in range(len(transcript_acts))]
     write_features_html(out / "features.html", sae, features, sources_html, doc_acts + transcript_acts, config.examples_per_feature, layer)
     mark_done(out, {"config": config_hash(config.model_dump())})
@@ -336,9 +339,9 @@ def _evaluator(world, split: str, recipe, base: LoadedModel, config: AuditConfig
     )
 
 
-def _ablation(organism: LoadedModel, layer: int, targets: dict, evaluator: Evaluator, inputs: RunInputs, seed: int, log) -> Ablation:
+def _ablation(organism: LoadedModel, layer: int, targets: dict, evaluator: Evaluator, inputs: RunInputs, seed: int, log, answers: list[dict]) -> Ablation:
     """Ablation conditions, and the share of the organism − docs-plain (and − control) gap each removes."""
-    conditions, measured = ablation_sweep("organism", organism, layer, targets, evaluator, log)
+    conditions, measured = ablation_sweep("organism", organism, layer, targets, evaluator, log, answers)
     organism_eval = inputs.eval_samples("organism", seed)
     references = {arm: s for arm in GAP_REFERENCES if (s := inputs.eval_samples(arm, seed)) is not None}
     missing = [arm for arm in ("organism", *GAP_REFERENCES) if inputs.eval_samples(arm, seed) is None]

@@ -113,15 +113,18 @@ def steering_sweep(
     unit_norm: float,
     evaluator: Evaluator,
     log: Callable[[str], None] = lambda _: None,
+    answers: list[dict] | None = None,
 ) -> list[Condition]:
     """Add strength × unit_norm × target (unit vectors) after `layer`, at every position, and evaluate.
     One unsteered row per model (target "none"); each steered row carries its change from it and,
-    for targets other than "random", its difference from the random direction at the same strength."""
+    for targets other than "random", its difference from the random direction at the same strength.
+    `answers`, when given, receives every condition's scored answers, each tagged with its condition."""
     rows = []
     for name, lm in models.items():
         log(f"steering {name}: unsteered")
         unsteered = evaluator(lm)
         rows.append(_condition(name, "none", "none", unsteered, None, None))
+        _tagged(answers, rows[-1], unsteered)
         for strength in [s for s in strengths if s != 0]:
             measured: dict[str, Measurement] = {}
             for target in _targets_random_last(targets):
@@ -130,21 +133,33 @@ def steering_sweep(
                     measured[target] = evaluator(lm)
                 control = measured.get("random") if target != "random" else None
                 rows.append(_condition(name, "steer", target, measured[target], unsteered, control, strength=strength, norm=strength * unit_norm))
+                _tagged(answers, rows[-1], measured[target])
     return rows
 
 
 def ablation_sweep(
-    name: str, lm: LoadedModel, layer: int, targets: Mapping[str, torch.Tensor], evaluator: Evaluator, log: Callable[[str], None] = lambda _: None
+    name: str, lm: LoadedModel, layer: int, targets: Mapping[str, torch.Tensor], evaluator: Evaluator, log: Callable[[str], None] = lambda _: None,
+    answers: list[dict] | None = None,
 ) -> tuple[list[Condition], dict[str, Measurement]]:
     """Project each target out of the residual after `layer` (all positions); each condition's change
-    from the intact model (first row, target "none"), and the measurements (for the gap fraction)."""
+    from the intact model (first row, target "none"), and the measurements (for the gap fraction).
+    `answers`, when given, receives every condition's scored answers, each tagged with its condition."""
     log(f"ablation {name}: intact")
     measured = {"none": evaluator(lm)}
     rows = [_condition(name, "none", "none", measured["none"], None, None)]
+    _tagged(answers, rows[-1], measured["none"])
     for target in _targets_random_last(targets):
         log(f"ablation {name}: {target}")
         with ablate(lm.model, layer, targets[target]):
             measured[target] = evaluator(lm)
         control = measured.get("random") if target != "random" else None
         rows.append(_condition(name, "ablate", target, measured[target], measured["none"], control))
+        _tagged(answers, rows[-1], measured[target])
     return rows, measured
+
+
+def _tagged(answers: list[dict] | None, condition: Condition, measured: Measurement) -> None:
+    """Append a condition's scored answers to `answers`, each with the condition it was measured under."""
+    if answers is not None:
+        tag = {"model": condition.model, "intervention": condition.intervention, "target": condition.target, "strength": condition.strength}
+        answers.extend({**tag, **s} for s in measured.samples)
