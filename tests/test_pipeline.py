@@ -297,6 +297,27 @@ def test_sft_plus_dpo_chains_dpo_on_the_sft_model(tmp_path):
     assert read_json(run_dir / "arms/organism/seed-0/dpo/model/from.json")["base"] == str(run_dir / "arms/organism/seed-0/sft/model")
 
 
+def test_arms_skips_the_arms_a_recipe_leaves_out(tmp_path):
+    stages = FakeStages()
+    run_dir = run(tmp_path, stages, overrides={"arms": ["organism", "base", "docs-only", "control"], "seeds": [0]})
+    assert stages.calls["sft"] == 2 and stages.calls["evaluate"] == 4  # no docs-plain SFT or eval
+    assert not (run_dir / "arms/docs-plain").exists() and not (run_dir / "eval/docs-plain").exists()
+    results = read_json(run_dir / "results.json")
+    assert set(results["arms"]) == {"base", "docs-only", "control", "organism"}
+    assert results["headline"]["test_vs_control"]["diff"] > 0  # the comparisons it has are computed
+    assert results["headline"]["test_vs_docs_plain"]["units"][1] == 0 and results["headline"]["test_vs_docs_plain"]["diff"] is None  # and the one it lacks is empty, not invented
+
+
+@pytest.mark.parametrize("arms, message", [
+    (["base", "docs-only", "control"], "leaves out organism"),
+    (["base", "docs-only", "organism", "docs_plain"], "no arm docs_plain"),
+    (["base", "docs-only", "organism", "organism"], "lists an arm twice"),
+])
+def test_arms_must_be_known_and_keep_the_organism(arms, message):
+    with pytest.raises(ValueError, match=message):
+        Recipe.model_validate({"name": "r", "arms": arms})
+
+
 # ---- headline math ---------------------------------------------------------------------------
 
 

@@ -44,18 +44,19 @@ class ArmPlan:
     from_cpt: bool
 
 
-def arm_plans(steps: list[str]) -> list[ArmPlan]:
-    """The post-trained arms a recipe runs. docs-plain needs SFT data: a DPO-only recipe has no such arm,
-    and with sft+dpo docs-plain stops after SFT (a preference for the behaviour is what it must not learn)."""
+def arm_plans(steps: list[str], arms: list[str] | tuple[str, ...] = POST_ARMS) -> list[ArmPlan]:
+    """The post-trained arms a recipe runs, of those in `arms` (the recipe's `arms:`). docs-plain needs
+    SFT data: a DPO-only recipe has no such arm, and with sft+dpo docs-plain stops after SFT (a
+    preference for the behaviour is what it must not learn)."""
     plans = [ArmPlan("control", tuple(steps), False, "decoys", False)]
     if "sft" in steps:
         plans.append(ArmPlan("docs-plain", ("sft",), True, "documents", True))
     plans.append(ArmPlan("organism", tuple(steps), False, "documents", True))
-    return plans
+    return [p for p in plans if p.arm in arms]
 
 
 def arms_of(recipe: Recipe) -> list[str]:
-    return [*SHARED_ARMS, *(p.arm for p in arm_plans(recipe.post.steps))]
+    return [*SHARED_ARMS, *(p.arm for p in arm_plans(recipe.post.steps, recipe.arms))]
 
 
 def rehearsal_documents(docs: Path, n_records: int, fraction: float, seed: int) -> list[dict]:

@@ -32,6 +32,8 @@ from spillover.evaluation import EvalSettings
 from spillover.training import CPTSettings, DPOSettings, SFTSettings
 
 ARMS = ("base", "docs-only", "control", "docs-plain", "organism")
+# The organism, where it starts (docs-only) and the untrained reference: what every comparison reads.
+REQUIRED_ARMS = ("base", "docs-only", "organism")
 
 
 class _Strict(BaseModel):
@@ -123,6 +125,11 @@ class Recipe(_Strict):
     # An accelerate config (shipped name or YAML path): CPT, SFT and DPO run under `accelerate launch` with it.
     accelerate: str | None = None
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    arms: list[str] = Field(
+        default_factory=lambda: list(ARMS),
+        description="the arms to run (all five by default); a shorter list that keeps base, docs-only and organism "
+        "skips the others, e.g. an exploratory seed or an audit: [base, docs-only, control, organism]",
+    )
     documents: DocumentsSpec = DocumentsSpec()
     cpt: CPTSpec = CPTSpec()
     post: PostSpec = PostSpec()
@@ -142,6 +149,19 @@ class Recipe(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("lists a seed twice")
         return v
+
+    @field_validator("arms")
+    @classmethod
+    def _known_arms(cls, v: list[str]) -> list[str]:
+        unknown = [a for a in v if a not in ARMS]
+        if unknown:
+            raise ValueError(f"no arm {', '.join(unknown)} (arms: {', '.join(ARMS)})")
+        missing = [a for a in REQUIRED_ARMS if a not in v]
+        if missing:
+            raise ValueError(f"leaves out {', '.join(missing)}: every run has {', '.join(REQUIRED_ARMS)}")
+        if len(set(v)) != len(v):
+            raise ValueError("lists an arm twice")
+        return [a for a in ARMS if a in v]  # the canonical order, whatever order the recipe lists them in
 
     @model_validator(mode="after")
     def _quick_is_a_valid_override(self) -> Recipe:

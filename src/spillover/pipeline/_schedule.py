@@ -20,10 +20,10 @@ from spillover.models import read_chat_template
 from spillover.training import launch_identity
 from spillover.world import World, world_path
 
-from ._arms import SHARED_ARMS, arm_plans, sft_data
+from ._arms import SHARED_ARMS, arm_plans, arms_of, sft_data
 from ._folds import fold_splits, pool_split
 from ._provenance import detectors_hash
-from ._recipe import ARMS, ModelSpec, Recipe
+from ._recipe import ModelSpec, Recipe
 from ._stagekit import texts_of, trained_model
 from ._stages import Stages
 
@@ -92,9 +92,10 @@ def check_audit(recipe: Recipe) -> None:
     if fold_splits(recipe.split):
         raise BadInputError(Problem("recipe", "audit", f"split '{recipe.split}' trains one organism per fold; the audit reads one",
                                     "audit a run of a single split, or run `spillover audit` on a fold's models"))
-    unknown = sorted(set(recipe.audit.arms) - set(ARMS))
+    unknown = sorted(set(recipe.audit.arms) - set(arms_of(recipe)))
     if unknown:
-        raise BadInputError(Problem("recipe", "audit.arms", f"no arm {', '.join(unknown)}", f"use arms of {', '.join(ARMS)}"))
+        raise BadInputError(Problem("recipe", "audit.arms", f"no arm {', '.join(unknown)} in this run",
+                                    f"use arms the run has ({', '.join(arms_of(recipe))})"))
     if recipe.audit.seed not in recipe.seeds:
         raise BadInputError(Problem("recipe", "audit.seed", f"seed {recipe.audit.seed} is not one the run trains ({recipe.seeds})",
                                     "set audit.seed to one of the recipe's seeds"))
@@ -204,7 +205,7 @@ class _Shared:
         recipe, base = self.recipe, self.recipe.model
         docs = self.run_dir / "documents" / "docs.jsonl"
         out_models = {}
-        for plan in arm_plans(recipe.post.steps):
+        for plan in arm_plans(recipe.post.steps, recipe.arms):
             model, model_hash = models["docs-only" if plan.from_cpt else "base"][0], models["docs-only" if plan.from_cpt else "base"][1]["model"]
             for step in plan.steps:
                 step_dir = self.run_dir / prefix / "arms" / plan.arm / f"seed-{seed}" / step
