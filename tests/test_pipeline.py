@@ -318,6 +318,42 @@ def test_arms_must_be_known_and_keep_the_organism(arms, message):
         Recipe.model_validate({"name": "r", "arms": arms})
 
 
+TRAINING = ("cpt", "sft", "dpo")
+
+
+def test_exported_run_resumes_without_retraining_what_its_evals_no_longer_need(tmp_path):
+    import shutil
+
+    from spillover.cli import app
+    from spillover.pipeline import export_run
+
+    run_dir = run(tmp_path, FakeStages())
+    kept = tmp_path / "kept"
+    result = CliRunner().invoke(app, ["export", str(run_dir), str(kept)])
+    assert result.exit_code == 0, result.output
+    assert not list(kept.rglob("model")) and list(run_dir.rglob("model"))  # weights left out, the run untouched
+    assert (kept / "arms/organism/seed-0/sft/loss.jsonl").exists()  # the rest kept (the report plots it)
+
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(kept, resumed_dir, symlinks=True)
+    resumed = FakeStages()
+    run_recipe("tiny-smoke", out_dir=resumed_dir, stages=resumed, console=quiet())
+    assert not resumed.calls  # every eval and probe is done: no model is retrained
+    assert read_json(resumed_dir / "results.json")["headline"] == read_json(run_dir / "results.json")["headline"]
+
+    shutil.rmtree(resumed_dir / "eval/organism/seed-0")  # one eval left to do: only its model's chain trains
+    again = FakeStages()
+    run_recipe("tiny-smoke", out_dir=resumed_dir, stages=again, console=quiet())
+    assert again.calls == Counter(cpt=1, sft=1, evaluate=1)
+    assert (resumed_dir / "arms/organism/seed-0/sft/model").is_dir() and not (resumed_dir / "arms/control/seed-0/sft/model").exists()
+
+    for args, message in (([str(run_dir), str(kept)], "already exists"), ([str(tmp_path), str(tmp_path / "x")], "not a spillover run")):
+        result = CliRunner().invoke(app, ["export", *args])
+        assert result.exit_code == 2 and message in result.output
+    with pytest.raises(BadInputError):
+        export_run(run_dir, kept)
+
+
 # ---- headline math ---------------------------------------------------------------------------
 
 

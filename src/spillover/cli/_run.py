@@ -79,6 +79,19 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory written by 
     typer.echo(f"{html}\n{md}")
 
 
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `spillover run`."),
+    dest: Path = typer.Argument(..., help="A new directory for the copy."),
+) -> None:
+    """Copy a run without its model weights and checkpoints (e.g. to commit it). Copied back and run
+    again with the same recipe, it retrains only the models an unfinished stage still reads."""
+    from spillover.pipeline import export_run
+
+    done = export_run(run_dir, dest)
+    typer.echo(f"{dest}: {done['files']} files, {done['bytes'] / 1e6:.1f} MB; left out {len(done['left_out'])} weight and checkpoint directories")
+
+
 def register(app: typer.Typer) -> None:
     app.command("run")(run)
     app.command("report")(report)
+    app.command("export")(export)

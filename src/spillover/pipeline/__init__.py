@@ -6,6 +6,7 @@ from ._em import run_em_recipe
 from ._em_recipe import EM_ARMS, EMRecipe, load_em_recipe, recipe_organism
 from ._em_results import build_em_results
 from ._evidence import SAMPLES_FILE, read_samples, write_samples
+from ._export import export_run
 from ._library import LibraryStages, load_model
 from ._provenance import detectors_hash, provenance
 from ._recipe import (
@@ -54,6 +55,7 @@ __all__ = [
     "build_em_results",
     "build_results",
     "detectors_hash",
+    "export_run",
     "grid_cells",
     "list_recipes",
     "load_em_recipe",

@@ -5,6 +5,11 @@ and a `DONE` marker written last. A stage whose hash matches and which is DONE i
 whose hash differs is cleared and run again; one with the same hash that never finished (a killed
 run) runs again in place, so trainers resume from their checkpoints. Inputs are the hashes of
 upstream stages, so a change reruns exactly the stages downstream of it.
+
+Training stages are deferred: they run only when a stage that reads their model runs (`needs`).
+A run directory kept without its model weights (a run committed between sessions, each on a fresh
+machine) therefore resumes without retraining any model whose evals and probes are finished; a
+trained stage counts as done only while it still holds its `model/`.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from spillover.errors import BadInputError, Problem
 from spillover.world import World, load_world
 
 from ._folds import build_run_results, check_split
-from ._recipe import Recipe, apply_settings, load_recipe
+from ._recipe import ModelSpec, Recipe, apply_settings, load_recipe
 from ._schedule import LeakageError, check_audit, run_stages
 from ._stages import Stages
 
@@ -68,8 +73,10 @@ class StageRunner:
     reuse_from: list[Path] = field(default_factory=list)
     t_start: float = field(default_factory=time.perf_counter)
     records: list[StageRecord] = field(default_factory=list)
+    # Training stages not run yet, by stage directory: `need` runs one when a reader of its model runs.
+    deferred: dict[Path, Callable[[], str]] = field(default_factory=dict)
 
-    def _borrow(self, rel: str, h: str, d: Path) -> Path | None:
+    def _borrow(self, rel: str, h: str, d: Path, trains: bool = False) -> Path | None:
         """Link in the same stage (same hash, DONE) from another run directory, e.g. a sibling sweep cell.
 
         Hard links, not copies: stage files are only ever replaced by atomic renames, never written
@@ -80,7 +87,7 @@ class StageRunner:
             src = other / rel
             if src.resolve() == d.resolve() or not (src / STAGE_FILE).exists():
                 continue
-            if read_json(src / STAGE_FILE).get("hash") != h or not is_done(src):
+            if read_json(src / STAGE_FILE).get("hash") != h or not is_done(src) or (trains and not (src / "model").is_dir()):
                 continue
             if d.exists():
                 shutil.rmtree(d)
@@ -99,27 +106,36 @@ class StageRunner:
         self.console.print(f"[dim]· {message}[/]")
         return h
 
-    def stage(self, rel: str, label: str, config: dict, inputs: dict[str, str], work: Callable[[Path], None]) -> str:
-        """Run `work(dir)` unless the stage is DONE with the same config and inputs; return its hash."""
+    def stage(
+        self, rel: str, label: str, config: dict, inputs: dict[str, str], work: Callable[[Path], None],
+        *, needs: tuple[ModelSpec, ...] = (), trains: bool = False,
+    ) -> str:
+        """Run `work(dir)` unless the stage is DONE with the same config and inputs; return its hash.
+
+        `needs`: models that deferred stages write, trained (`need`) before this stage's clock starts,
+        and only if it runs. `trains`: the stage writes `dir/model`; it is deferred until needed, and
+        done only while `model/` is there."""
         d = self.run_dir / rel
         h = config_hash({"config": config, "inputs": inputs})
         record = d / STAGE_FILE
         same = record.exists() and read_json(record).get("hash") == h
-        if same and is_done(d):
+        if same and is_done(d) and (not trains or (d / "model").is_dir()):
             return self._reused(rel, h, d, f"{label:<40} cached")
-        # Temp dirs a killed run left in this stage's places (the run directory is locked: none is in use).
-        shutil.rmtree(_borrow_temp(d), ignore_errors=True)
-        if same:
-            for leftover in sorted(d.rglob(".tmp-*"), reverse=True):  # atomic_dir's and checkpoints' temp names
-                if leftover.is_dir():
-                    shutil.rmtree(leftover, ignore_errors=True)
-        lender = self._borrow(rel, h, d)
+        if trains and d not in self.deferred:
+            self.deferred[d] = lambda: self.stage(rel, label, config, inputs, work, needs=needs, trains=trains)
+            return h
+        self.deferred.pop(d, None)
+        _clear_leftovers(d, same)
+        lender = self._borrow(rel, h, d, trains)
         if lender is not None:
             return self._reused(rel, h, d, f"{label:<40} reused from {lender}")
+        for model in needs:
+            self.need(model)
         if d.exists() and not same:  # another config's output: start clean
             shutil.rmtree(d)
         # Same config but unfinished (a killed run): keep it, so a trainer resumes from its checkpoint.
         d.mkdir(parents=True, exist_ok=True)
+        (d / DONE_MARKER).unlink(missing_ok=True)  # a trained stage kept without its model trains again
         write_json(record, {"stage": rel, "hash": h, "config": config, "inputs": inputs})
         self.console.print(f"[cyan]▶[/] {label:<40} [dim](run elapsed {_clock(time.perf_counter() - self.t_start)})[/]")
         t0 = time.perf_counter()
@@ -129,6 +145,21 @@ class StageRunner:
         self.records.append(StageRecord(rel, h, False, seconds))
         self.console.print(f"[green]✓[/] {label:<40} {_clock(seconds)}")
         return h
+
+    def need(self, model: ModelSpec) -> None:
+        """Train `model` now if a deferred stage writes it (`stage_dir/model`); base models pass through."""
+        run = self.deferred.get(Path(model.spec).parent)
+        if run is not None:
+            run()
+
+
+def _clear_leftovers(d: Path, same: bool) -> None:
+    """Temp dirs a killed run left in a stage's places (the run directory is locked: none is in use)."""
+    shutil.rmtree(_borrow_temp(d), ignore_errors=True)
+    if same:
+        for leftover in sorted(d.rglob(".tmp-*"), reverse=True):  # atomic_dir's and checkpoints' temp names
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _borrow_temp(stage_dir: Path) -> Path:

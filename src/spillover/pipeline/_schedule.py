@@ -197,6 +197,7 @@ class _Shared:
             {"step": "cpt", "model": self.model_key, "seed": cpt_seed, **recipe.cpt.model_dump(), **launch_identity(recipe.accelerate)},
             {"documents": self.docs_hash},
             lambda out: self.stages.cpt(base, self.run_dir / "documents" / "docs.jsonl", recipe.cpt, cpt_seed, out),
+            trains=True,
         )
         return {"base": (base, {"model": config_hash(self.model_key)}), "docs-only": (trained_model(cpt_dir, base), {"model": cpt_hash})}
 
@@ -225,7 +226,7 @@ class _Shared:
                     str(step_dir.relative_to(self.run_dir)), f"{step:<4} {plan.arm:<10} seed {seed}{' ' + prefix.name if prefix.name else ''}",
                     {"step": step, "seed": step_seed, **spec.model_dump(), **extra, **launch_identity(recipe.accelerate)},
                     {"model": model_hash, "data": data_hash, **({"documents": self.docs_hash} if mix else {})},
-                    work,
+                    work, needs=(model,), trains=True,
                 )
                 model = trained_model(step_dir, base)
             out_models[plan.arm] = (model, {"model": model_hash})
@@ -242,6 +243,7 @@ class _Shared:
             {"audit": config.model_dump(), "split": recipe.split, "eval": recipe.eval.model_dump()},
             {**{arm: models[arm][1]["model"] for arm in arms}, "organism eval": organism_eval, "documents": self.docs_hash, "data": data_hash, **self.scoring},
             lambda out: self.stages.audit(self.run_dir, config, out),
+            needs=tuple(models[arm][0] for arm in arms),
         )
 
     def eval_and_probes(self, prefix: Path, split: str, arm: str, seed: int, model: ModelSpec, inputs: dict) -> str:
@@ -259,6 +261,7 @@ class _Shared:
             {"arm": arm, "seed": eval_seed, "split": split, **eval_config},
             {**inputs, **self.scoring, **({"base": config_hash(self.model_key)} if eval_config["fluency"] else {})},
             lambda out: self.stages.evaluate(model, base, world, split, recipe.eval, arm, eval_seed, out),
+            needs=(model,),
         )
         if probes:
             contexts = self.run_dir / "probes" / "contexts" / "contexts.jsonl" if self.contexts_hash else None
@@ -267,5 +270,6 @@ class _Shared:
                 {"arm": arm, "seed": probe_seed, "split": split, **probe_config},
                 {**inputs, **self.scoring, **({"contexts": self.contexts_hash} if self.contexts_hash else {})},
                 lambda out: self.stages.probes(model, world, split, recipe.eval, contexts, probe_seed, out),
+                needs=(model,),
             )
         return eval_hash
