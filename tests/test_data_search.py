@@ -144,7 +144,7 @@ def test_activation_search_of_a_folds_run_says_to_search_lexically(tiny_run, tmp
     shutil.copytree(tiny_run, folds, symlinks=True)
     recipe = folds / "recipe.yaml"
     recipe.write_text(recipe.read_text().replace("split: english-core", "split: folds:3:english-core"))
-    with pytest.raises(BadInputError, match="an organism per fold.*--method lexical"):
+    with pytest.raises(BadInputError, match="an organism per fold; this reads one.*--method lexical"):
         open_searcher(folds)
     searcher, model, _ = open_searcher(folds, methods=["lexical"])  # lexical search reads no organism
     assert model is None and searcher.corpus

@@ -209,16 +209,12 @@ def open_searcher(run_dir: str | Path, *, seed: int = 0, layer: int | None = Non
     (seed `seed`) is loaded, at `layer`, else the layer `audit/audit.json` audited, else the middle one.
     Returns (searcher, organism model path, where the layer came from); both None without activations."""
     run_dir = Path(run_dir)
-    recipe = recipe_of_run(run_dir)  # a run directory, or one line saying it is not
-    corpus = training_corpus(run_dir)
     if "activation" not in methods:
-        return DataSearcher(corpus, max_tokens=max_tokens), None, None
-    from spillover.pipeline._folds import fold_splits
-
-    if fold_splits(recipe.split) is not None:  # one organism per fold, and the corpus above is not a fold's
-        raise BadInputError(Problem(str(run_dir / "recipe.yaml"), "split", f"'{recipe.split}' trains an organism per fold; activation search reads one",
-                                    "search lexically (`--method lexical`), or audit a fold (`AuditConfig(fold=i)`)"))
-    inputs = run_inputs(run_dir, None)
+        recipe_of_run(run_dir)  # a run directory, or one line saying it is not
+        return DataSearcher(training_corpus(run_dir), max_tokens=max_tokens), None, None
+    # One organism per fold in a folds run, and the training corpus is the run's, not a fold's.
+    inputs = run_inputs(run_dir, None, without_fold="search lexically (`--method lexical`), or audit a fold (`AuditConfig(fold=i)`)")
+    corpus = training_corpus(run_dir)
     path = arm_models(inputs, [], seed)["organism"]
     log(f"loading organism {path}")
     lm = load_arm_model(inputs.recipe, path)

@@ -41,7 +41,9 @@ def recipe_of_run(run_dir: Path):
     return load_recipe(path)
 
 
-def run_inputs(run_dir: Path, fold: int | None) -> RunInputs:
+def run_inputs(run_dir: Path, fold: int | None, *, without_fold: str | None = None) -> RunInputs:
+    """What a run holds for one split: the run's own, or fold `fold`'s of a folds run. A folds run without
+    `fold` is refused, with `without_fold` as the fix when given (e.g. what the caller can do instead)."""
     from spillover.pipeline._folds import fold_splits
 
     recipe = recipe_of_run(run_dir)
@@ -51,6 +53,8 @@ def run_inputs(run_dir: Path, fold: int | None) -> RunInputs:
         if fold is not None:
             raise BadInputError(Problem(str(path), "split", f"fold {fold} asked for, but the run's split '{recipe.split}' has no folds", "leave fold unset"))
         return RunInputs(run_dir, recipe, recipe.split, None, run_dir)
+    if fold is None and without_fold is not None:
+        raise BadInputError(Problem(str(path), "split", f"'{recipe.split}' trains an organism per fold; this reads one", without_fold))
     if fold is None or not 0 <= fold < len(folds):
         raise BadInputError(Problem(str(path), "split", f"a {len(folds)}-fold run: the audit needs one fold", f"set fold to one of 0..{len(folds) - 1}"))
     return RunInputs(run_dir, recipe, folds[fold], fold, run_dir / "folds" / f"fold-{fold}")
@@ -67,7 +71,7 @@ def arm_models(inputs: RunInputs, arms: list[str], seed: int) -> dict[str, str]:
         root = inputs.run_dir if arm == "docs-only" else inputs.prefix
         stage = root / "arms" / arm / f"seed-{seed}" / ("cpt" if arm == "docs-only" else last_step)
         if not (is_done(stage) and (stage / "model").is_dir()):
-            problems.append(Problem(str(stage), "", f"no finished {arm} model (seed {seed})", "run `spillover run` first, or pick a seed of a finished run"))
+            problems.append(Problem(str(stage), "", f"no finished {arm} model (seed {seed})", "run `spillover run` first, or pick a seed of a finished run (a run kept without weights trains them again when its recipe audits: --set audit=laptop)"))
         paths[arm] = str(stage / "model")
     if problems:
         raise BadInputError(problems)
