@@ -201,3 +201,16 @@ def test_audit_section_renders_fields_it_does_not_know():
     assert "- sae: fvu 0.200 · dead_fraction 0.100 · saved audit/sae.safetensors" in md
     assert "**random controls**" in md and "| target | test_rate | test_change |" in md  # per_prompt (records) left out
     assert "| random-1 | 20.0% (2/10) [5.7%, 51.0%] | -10.0 pts [-30.0, +10.0] |" in md
+
+
+def test_audit_section_says_where_the_concept_and_each_feature_fire():
+    from spillover.evaluation import rate
+    from spillover.report._audit import audit_markdown
+
+    firing = {"organism_chat": rate(40, 40), "organism_plain": rate(4, 40), "base_chat": rate(0, 40), "base_plain": rate(3, 40)}
+    audit = {"layer": 3, "concept": {"cosine": 0.1, "firing": {**firing, "mean_projection": {"organism_chat": 1.0}}},
+             "features": [{"index": 7, "selectivity": 0.2, "firing": {**firing, "organism_chat": rate(5, 40)}}]}
+    md = "\n".join(audit_markdown(audit))
+    assert "**where it fires" in md and "|  | organism chat | organism plain | base chat | base plain |" in md
+    assert "| concept direction | 100.0% (40/40) [91.2%, 100.0%] | 10.0% (4/40)" in md
+    assert "| feature 7 | 12.5% (5/40)" in md

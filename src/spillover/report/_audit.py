@@ -102,6 +102,20 @@ def data_search_tables(search: dict) -> list[AuditTable]:
     return tables
 
 
+def firing_table(audit: dict) -> AuditTable | None:
+    """Where the concept direction and each top SAE feature fire: prompts active of those asked, per
+    condition (the Assistant turn with the chat format vs the same text plain, organism and base)."""
+    rows = [("concept direction", (audit.get("concept") or {}).get("firing") or {})]
+    rows += [(f"feature {f.get('index')}", f.get("firing") or {}) for f in audit.get("features") or []]
+    rows = [(name, {c: v for c, v in firing.items() if _is_rate(v)}) for name, firing in rows]
+    conditions = list(dict.fromkeys(c for _, firing in rows for c in firing))
+    if not conditions:
+        return None
+    return AuditTable("audit-firing", "where it fires: prompts on which it is active (chat = Assistant turn with the chat format, plain = the same text without)",
+                      ["", *(c.replace("_", " ") for c in conditions)],
+                      [[name, *(fmt_rate(firing[c]) if c in firing else "—" for c in conditions)] for name, firing in rows if firing])
+
+
 def audit_section(audit: dict) -> AuditSection:
     probe = audit.get("probe_accuracy") or {}
     header = f"layer {audit.get('layer')} (chosen by {audit.get('layer_chosen_by', '?')})"
@@ -111,6 +125,9 @@ def audit_section(audit: dict) -> AuditSection:
     probe_table = _probe_table(probe)
     if probe_table:
         tables.append(probe_table)
+    firing = firing_table(audit)
+    if firing:
+        tables.append(firing)
     for key, value in audit.items():
         if key in _HEADER_KEYS:
             continue
