@@ -67,7 +67,7 @@ def test_a_rerun_removes_only_temp_dirs_of_its_own_unfinished_stages(tmp_path):
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="killed during sft"):
         run(out, FakeStages(fail_at="sft"))
-    unfinished = out / "arms/control/seed-0/sft"
+    unfinished = out / "arms/organism/seed-0/sft"  # the organism is evaluated first, so its SFT trains first
     assert (unfinished / "stage.json").exists() and not (unfinished / "DONE").exists()
     # What a SIGKILL leaves: atomic_dir's temp dirs in the unfinished stage (and in its checkpoints).
     (unfinished / ".tmp-model-abc123").mkdir()
@@ -78,7 +78,7 @@ def test_a_rerun_removes_only_temp_dirs_of_its_own_unfinished_stages(tmp_path):
         d.mkdir()
     resumed = FakeStages()
     run(out, resumed)
-    # base and docs-only were evaluated before the first SFT: the rerun trains and evaluates the three post-trained arms
+    # base and docs-only were evaluated (CPT trained) before the first SFT: the rerun trains and evaluates the three post-trained arms
     assert resumed.calls == Counter(sft=3, evaluate=3, probes=3)
     assert not (unfinished / ".tmp-model-abc123").exists() and not (unfinished / "checkpoints" / ".tmp-step-3-xyz").exists()
     assert all(d.is_dir() for d in theirs)
