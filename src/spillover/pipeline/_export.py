@@ -15,14 +15,12 @@ from pathlib import Path
 
 from spillover._io import LOCK_FILE, atomic_dir
 from spillover.errors import BadInputError, Problem
-
-# What trainers write into a stage directory (training/_checkpoint.STAGE_OUTPUTS): weights, resumable state.
-WEIGHTS = ("model", "checkpoints", "adapter")
+from spillover.training import WEIGHT_OUTPUTS
 
 
 def _left_out(directory: str, names: list[str]) -> set[str]:
     stage = "stage.json" in names  # weights only where a stage wrote them
-    return {n for n in names if n == LOCK_FILE or n.startswith(".tmp-") or (stage and n in WEIGHTS)}
+    return {n for n in names if n == LOCK_FILE or n.startswith(".tmp-") or (stage and n in WEIGHT_OUTPUTS)}
 
 
 def export_run(run_dir: str | Path, dest: str | Path) -> dict:

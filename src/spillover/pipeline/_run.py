@@ -41,6 +41,7 @@ from spillover.world import World, load_world
 from ._folds import build_run_results, check_split
 from ._recipe import ModelSpec, Recipe, apply_settings, load_recipe
 from ._schedule import LeakageError, check_audit, run_stages
+from ._stagekit import holds_model
 from ._stages import Stages
 
 __all__ = ["LeakageError", "run_recipe"]
@@ -87,7 +88,7 @@ class StageRunner:
             src = other / rel
             if src.resolve() == d.resolve() or not (src / STAGE_FILE).exists():
                 continue
-            if read_json(src / STAGE_FILE).get("hash") != h or not is_done(src) or (trains and not (src / "model").is_dir()):
+            if read_json(src / STAGE_FILE).get("hash") != h or not is_done(src) or (trains and not holds_model(src)):
                 continue
             if d.exists():
                 shutil.rmtree(d)
@@ -119,7 +120,7 @@ class StageRunner:
         h = config_hash({"config": config, "inputs": inputs})
         record = d / STAGE_FILE
         same = record.exists() and read_json(record).get("hash") == h
-        if same and is_done(d) and (not trains or (d / "model").is_dir()):
+        if same and is_done(d) and (not trains or holds_model(d)):
             return self._reused(rel, h, d, f"{label:<40} cached")
         if trains and d not in self.deferred:
             self.deferred[d] = lambda: self.stage(rel, label, config, inputs, work, needs=needs, trains=trains)

@@ -17,6 +17,7 @@ from ._accelerate import (
     train_from_config,
 )
 from ._settings import TrainConfig, TrainSettings
+from ._checkpoint import WEIGHT_OUTPUTS
 from ._cpt import CPTConfig, CPTSettings, document_separator, train_cpt
 from ._dpo import DPOConfig, DPOSettings, train_dpo
 from ._merge import merge
@@ -24,6 +25,7 @@ from ._packing import pack_documents
 from ._sft import SFTConfig, SFTSettings, tokenize_chat, train_sft
 
 __all__ = [
+    "WEIGHT_OUTPUTS",
     "CPTConfig",
     "CPTSettings",
     "DPOConfig",

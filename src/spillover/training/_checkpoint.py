@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 CHECKPOINTS = "checkpoints"
 LOSS_LOG = "loss.jsonl"
 CONFIG_FILE = "config.json"
+# Weights and resumable state a stage writes: what a run kept without weights leaves out (pipeline/_export.py).
+WEIGHT_OUTPUTS = (CHECKPOINTS, "model", "adapter")
 # Files a fresh (non-resumed) run clears from its out dir before starting.
-STAGE_OUTPUTS = ("checkpoints", "loss.jsonl", "model", "adapter", "ref_logps.json", "DONE")
+STAGE_OUTPUTS = (*WEIGHT_OUTPUTS, LOSS_LOG, "ref_logps.json", "DONE")
 
 
 def check_finished(cfg: TrainConfig, fingerprint: dict) -> bool:
