@@ -114,7 +114,7 @@ def test_loss_from_label_positions_only_equals_full_logits_loss(tiny_lm):
 
 
 def test_cpt_full_loss_falls_and_writes_layout(cpt_out, corpus):
-    from spillover.models import load
+    from spillover.models import STAGE_MODEL_DIR, load, resolve
 
     log = read_jsonl(cpt_out / "loss.jsonl")
     assert [r["step"] for r in log] == list(range(1, len(log) + 1))
@@ -123,6 +123,8 @@ def test_cpt_full_loss_falls_and_writes_layout(cpt_out, corpus):
     assert (cpt_out / "DONE").exists() and (cpt_out / "config.json").exists()
     assert list((cpt_out / "checkpoints").glob("step-*/trainable.safetensors"))
     assert load(str(cpt_out / "model")).model.config.num_hidden_layers == 2
+    # The finished stage's directory stands for its model (so a later stage can start from it).
+    assert resolve(str(cpt_out)) == (cpt_out / STAGE_MODEL_DIR).resolve()
     # Done with the same config: returns at once; with another config: refuses to overwrite.
     done_mtime = (cpt_out / "DONE").stat().st_mtime_ns
     assert train_cpt(CPTConfig(**FAST, data=corpus, out=cpt_out, lr=3e-3, epochs=2, save_steps=3)) == cpt_out

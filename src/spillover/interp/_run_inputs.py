@@ -15,6 +15,7 @@ from pathlib import Path
 
 from spillover._io import is_done, read_jsonl
 from spillover.errors import BadInputError, Problem
+from spillover.models import STAGE_MODEL_DIR
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,9 @@ def arm_models(inputs: RunInputs, arms: list[str], seed: int) -> dict[str, str]:
     for arm in sorted({"organism", *arms} - {"base"}):
         root = inputs.run_dir if arm == "docs-only" else inputs.prefix
         stage = root / "arms" / arm / f"seed-{seed}" / ("cpt" if arm == "docs-only" else last_step)
-        if not (is_done(stage) and (stage / "model").is_dir()):
+        if not (is_done(stage) and (stage / STAGE_MODEL_DIR).is_dir()):
             problems.append(Problem(str(stage), "", f"no finished {arm} model (seed {seed})", "run `spillover run` first, or pick a seed of a finished run (a run kept without weights trains them again when its recipe audits: --set audit=laptop)"))
-        paths[arm] = str(stage / "model")
+        paths[arm] = str(stage / STAGE_MODEL_DIR)
     if problems:
         raise BadInputError(problems)
     return paths

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spillover._io import is_done
 from spillover.errors import ModelLoadError
 
 from ._chat import read_chat_template
@@ -15,6 +16,9 @@ from ._embedded import EMBEDDED_NAME, convert_gguf, embedded_gguf
 from ._tiny import tiny_model_dir
 
 DEFAULT_MODEL = "embedded"
+# Where a training stage writes its model (training/_common.py). A finished stage's directory stands
+# for that model wherever a model spec is taken, so stages stack: CPT -> SFT -> DPO.
+STAGE_MODEL_DIR = "model"
 
 
 @dataclass
@@ -61,8 +65,8 @@ def resolve(spec: str = DEFAULT_MODEL) -> Path:
                 raise ModelLoadError(f"{path}: not a GGUF file (it does not start with the GGUF magic bytes); pass a .gguf model")
         return convert_gguf(path.resolve())
     if path.is_dir():
-        if (path / "DONE").exists() and (path / "model" / "config.json").exists():
-            return (path / "model").resolve()  # a finished training stage: its model/ holds the weights
+        if is_done(path) and (path / STAGE_MODEL_DIR / "config.json").exists():
+            return (path / STAGE_MODEL_DIR).resolve()  # a finished training stage: its model/ holds the weights
         if not (path / "config.json").exists():
             raise ModelLoadError(f"{path} is a directory but has no config.json; pass a Hugging Face model directory")
         return path.resolve()

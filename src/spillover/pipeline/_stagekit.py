@@ -5,19 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._recipe import ModelSpec
+from spillover.models import STAGE_MODEL_DIR
 
-MODEL_DIR = "model"  # where a training stage writes its model (training/_common.py)
+from ._recipe import ModelSpec
 
 
 def trained_model(stage_dir: Path, base: ModelSpec) -> ModelSpec:
     """The model a training stage wrote into `stage_dir/model`, with the base model's dtype and chat template."""
-    return base.model_copy(update={"spec": str(stage_dir / MODEL_DIR)})
+    return base.model_copy(update={"spec": str(stage_dir / STAGE_MODEL_DIR)})
 
 
 def holds_model(stage_dir: Path) -> bool:
     """Whether a training stage still holds its model (a run kept without weights does not)."""
-    return (stage_dir / MODEL_DIR).is_dir()
+    return (stage_dir / STAGE_MODEL_DIR).is_dir()
 
 
 def texts_of(records: list[dict]) -> list[str]:

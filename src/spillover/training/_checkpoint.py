@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from spillover._io import atomic_dir, is_done, read_json, write_json
 from spillover.errors import BadInputError, Problem
+from spillover.models import STAGE_MODEL_DIR
 
 if TYPE_CHECKING:
     from ._common import Runtime
@@ -24,7 +25,7 @@ CHECKPOINTS = "checkpoints"
 LOSS_LOG = "loss.jsonl"
 CONFIG_FILE = "config.json"
 # Weights and resumable state a stage writes: what a run kept without weights leaves out (pipeline/_export.py).
-WEIGHT_OUTPUTS = (CHECKPOINTS, "model", "adapter")
+WEIGHT_OUTPUTS = (CHECKPOINTS, STAGE_MODEL_DIR, "adapter")
 # Files a fresh (non-resumed) run clears from its out dir before starting.
 STAGE_OUTPUTS = (*WEIGHT_OUTPUTS, LOSS_LOG, "ref_logps.json", "DONE")
 

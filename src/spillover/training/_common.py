@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spillover._io import atomic_dir, is_done, locked_dir, mark_done, read_json, write_json, write_jsonl
+from spillover._io import atomic_dir, locked_dir, mark_done, read_json, write_json, write_jsonl
 from spillover.errors import BadInputError, Problem, TrainingDivergedError
-from spillover.models import attention_kernels
+from spillover.models import STAGE_MODEL_DIR, attention_kernels
 
 from ._checkpoint import (
     CONFIG_FILE,
@@ -113,17 +113,6 @@ def make_runtime(cfg: TrainConfig) -> Runtime:
     return Runtime(torch.device("cuda" if cuda else "cpu"), bf16=bf16, autocast=bf16)
 
 
-def model_source(spec: str) -> str:
-    """A finished stage's out dir stands for its `model/` (so stages stack: CPT → SFT → DPO).
-
-    Its own config.json is the stage's config, not a model config: look for DONE + model/.
-    """
-    path = Path(spec).expanduser()
-    if is_done(path) and (path / "model" / "config.json").exists():
-        return str(path / "model")
-    return spec
-
-
 def load_for_training(cfg: TrainConfig, rt: Runtime):
     """Load the model to train: fp32 master weights for full FT, a LoRA-wrapped base otherwise."""
     import torch
@@ -134,7 +123,7 @@ def load_for_training(cfg: TrainConfig, rt: Runtime):
     # Full FT keeps fp32 weights (bf16 only under autocast); a frozen LoRA base can live in bf16.
     dtype = torch.bfloat16 if (cfg.lora_r and rt.bf16) else torch.float32
     device = "cpu" if rt.accelerator is not None else str(rt.device)
-    lm = load(model_source(cfg.model), device=device, dtype=dtype, chat_template=cfg.chat_template)
+    lm = load(cfg.model, device=device, dtype=dtype, chat_template=cfg.chat_template)
     model = lm.model
     model.config.use_cache = False
     if cfg.lora_r:
@@ -386,9 +375,9 @@ def _save_final(cfg: TrainConfig, lm, model, rt: Runtime) -> None:
                 model.save_pretrained(tmp, state_dict=state_dict)
                 lm.tokenizer.save_pretrained(tmp)
             if cfg.save_merged:
-                merge(out / "adapter", out / "model")
+                merge(out / "adapter", out / STAGE_MODEL_DIR)
         else:
-            with atomic_dir(out / "model") as tmp:
+            with atomic_dir(out / STAGE_MODEL_DIR) as tmp:
                 model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
                 lm.tokenizer.save_pretrained(tmp)
     rt.wait()

@@ -125,9 +125,7 @@ def _reference_logps(cfg: DPOConfig, model, rt, batches: list[Batch]):
     if cfg.ref is not None:
         from spillover.models import load
 
-        from ._common import model_source
-
-        ref_model = load(model_source(cfg.ref), device=str(rt.device)).model
+        ref_model = load(cfg.ref, device=str(rt.device)).model
         disabled = contextlib.nullcontext()
     else:
         ref_model = model
