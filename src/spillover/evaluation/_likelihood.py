@@ -55,8 +55,12 @@ def score_continuations(
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     device = lm.model.device
     results: list[tuple[float, int]] = [(0.0, 0)] * len(prefixes)
-    # Longest first, so each batch pads little; a batch holds prefixes until their rows reach batch_size.
-    pending = sorted(prefix_ids, key=lambda p: -len(prefix_ids[p]))
+    # Longest rows first (prefix plus its longest continuation), so each batch pads little: fluency's
+    # continuations are whole answers of 10-150 tokens, and ordering by prefix alone padded 2.1x the
+    # tokens scored against 1.4x so (eval samples of the laptop recipe's base arm). A batch holds
+    # prefixes until their rows reach batch_size.
+    longest = {p: len(ids) + max(len(cont_ids[i]) for i in by_prefix[p]) for p, ids in prefix_ids.items()}
+    pending = sorted(prefix_ids, key=lambda p: -longest[p])
     while pending:
         batch, rows = [], 0
         while pending and (not batch or rows + len(by_prefix[pending[0]]) <= batch_size):
